@@ -1,0 +1,41 @@
+# The two commands: `make demo` and `make test`. Both set everything up on a fresh machine.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+TORCH  ?= torch==2.13.0
+
+.PHONY: demo test lint typecheck install install-test clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch first, pinned, so that the range in pyproject.toml installs nothing more.
+$(VENV)/.installed: $(PY) pyproject.toml
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(PIP) install --quiet -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/aidx demo
+
+test: $(VENV)/.installed-test
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed-test
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf .aidx .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,230 @@
+"""Curation runs: queued by the API, executed by a worker, published as a dataset version.
+
+A run reads its uploads from the object store, curates them in a scratch folder, writes the
+Parquet shards, the exclusions file and the dataset card to the store under the version's
+prefix, and only then records the version, in one transaction with the run's completion. The
+version id is derived from the run id, so a retried run rewrites the same keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from curation.errors import CurationError
+from curation.models import CurationRun
+from curation.pipeline import load_recipe
+from curation.runner import InputFile, run_local
+from dataset_cards.autofill import card_from_curation
+from dataset_cards.render.hf_readme import render_readme
+from infra.config import Settings, get_settings
+from infra.db import new_id, session_scope, utcnow
+from infra.storage import ObjectStore, get_object_store
+from marketplace.errors import InvalidRequestError, NotFoundError
+from marketplace.models import Dataset, DatasetVersion, Organization, Upload
+from marketplace.services import audit
+from marketplace.services.datasets import get_owned_dataset
+from marketplace.services.organizations import Principal
+
+log = logging.getLogger(__name__)
+
+
+def start_curation_run(
+    session: Session,
+    *,
+    actor: Principal,
+    dataset_id: str,
+    upload_ids: list[str] | None,
+    recipe: str,
+) -> CurationRun:
+    """Record a queued run; the caller enqueues ``curation.run`` after this commits."""
+    actor.require_role("contributor")
+    dataset = get_owned_dataset(session, actor=actor, dataset_id=dataset_id)
+    uploads = list(
+        session.scalars(
+            select(Upload).where(Upload.dataset_id == dataset.id).order_by(Upload.created_at)
+        )
+    )
+    if upload_ids is not None:
+        known = {upload.id: upload for upload in uploads}
+        missing = [upload_id for upload_id in upload_ids if upload_id not in known]
+        if missing:
+            raise NotFoundError(f"upload of dataset {dataset_id}", ", ".join(missing))
+        uploads = [known[upload_id] for upload_id in dict.fromkeys(upload_ids)]
+    if not uploads:
+        raise InvalidRequestError(f"dataset {dataset_id} has no uploads to curate")
+    try:
+        recipe_body = load_recipe(recipe)
+    except CurationError as error:
+        raise InvalidRequestError(str(error)) from error
+    run = CurationRun(
+        id=new_id("cur"),
+        dataset_id=dataset.id,
+        organization_id=actor.organization_id,
+        upload_ids=[upload.id for upload in uploads],
+        recipe=recipe_body,
+        status="queued",
+        created_at=utcnow(),
+    )
+    session.add(run)
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action="curation_run.queued",
+        object_type="curation_run",
+        object_id=run.id,
+        upload_ids=run.upload_ids,
+    )
+    session.commit()
+    return run
+
+
+def get_run(session: Session, *, actor: Principal, run_id: str) -> CurationRun:
+    run = session.get(CurationRun, run_id)
+    if run is None or (run.organization_id != actor.organization_id and not actor.is_operator):
+        raise NotFoundError("curation run", run_id)
+    return run
+
+
+def execute_run(run_id: str, *, settings: Settings | None = None) -> str:
+    """Carry out a queued run on a worker; returns the run's final status."""
+    settings = settings or get_settings()
+    store = get_object_store(settings)
+    with session_scope(settings) as session:
+        run = session.get(CurationRun, run_id)
+        if run is None:
+            log.warning("curation run %s is gone", run_id)
+            return "missing"
+        if run.status in ("succeeded", "failed"):
+            return run.status
+        run.status, run.started_at = "running", utcnow()
+        session.commit()
+    try:
+        with session_scope(settings) as session:
+            _curate_and_publish(session, store, run_id)
+    except Exception as error:
+        log.exception("curation run %s failed", run_id)
+        message = str(error) if isinstance(error, CurationError) else type(error).__name__
+        with session_scope(settings) as session:
+            run = session.get(CurationRun, run_id)
+            assert run is not None
+            run.status, run.error, run.finished_at = "failed", message, utcnow()
+            session.commit()
+        if not isinstance(error, CurationError):
+            raise
+        return "failed"
+    return "succeeded"
+
+
+def _curate_and_publish(session: Session, store: ObjectStore, run_id: str) -> None:
+    run = session.get(CurationRun, run_id)
+    assert run is not None
+    dataset = session.get(Dataset, run.dataset_id)
+    contributor = session.get(Organization, run.organization_id)
+    assert dataset is not None and contributor is not None
+    uploads = [session.get(Upload, upload_id) for upload_id in run.upload_ids]
+    version_id = "dv_" + run.id.removeprefix("cur_")
+    prefix = f"datasets/{dataset.id}/versions/{version_id}"
+
+    with tempfile.TemporaryDirectory(prefix="aidx-curation-") as scratch:
+        scratch_dir = Path(scratch)
+        inputs = []
+        for index, upload in enumerate(uploads):
+            assert upload is not None
+            local = scratch_dir / "in" / f"{index:05d}-{upload.filename}"
+            local.parent.mkdir(parents=True, exist_ok=True)
+            store.download_to(upload.object_key, local)
+            inputs.append(
+                InputFile(
+                    path=local,
+                    format=upload.format,
+                    source_name=upload.filename,
+                    contributor=contributor.name,
+                )
+            )
+        result = run_local(inputs, scratch_dir / "out", recipe=run.recipe)
+        files: list[dict[str, Any]] = []
+        for shard in result.shards:
+            stored = store.put_file(scratch_dir / "out" / shard.path, key=f"{prefix}/{shard.path}")
+            if stored.sha256 != shard.sha256:
+                raise CurationError(f"shard {shard.path} changed while it was stored")
+            files.append(
+                {
+                    "path": shard.path,
+                    "key": stored.key,
+                    "sha256": shard.sha256,
+                    "num_bytes": shard.num_bytes,
+                    "num_rows": shard.num_rows,
+                }
+            )
+        report = dict(result.report)
+        if result.exclusions is not None:
+            excluded = store.put_file(
+                scratch_dir / "out" / result.exclusions.path,
+                key=f"{prefix}/{result.exclusions.path}",
+            )
+            report["exclusions"] = {
+                "key": excluded.key,
+                "sha256": excluded.sha256,
+                "num_rows": result.exclusions.num_rows,
+            }
+
+    number = (
+        session.scalar(
+            select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)
+        )
+        or 0
+    ) + 1
+    card = card_from_curation(
+        dataset_id=dataset.id,
+        version_id=version_id,
+        name=dataset.name,
+        description=dataset.description,
+        license=dataset.license,
+        provider=contributor.name,
+        schema=result.schema,
+        files=[{k: file[k] for k in ("path", "sha256", "num_bytes", "num_rows")} for file in files],
+        steps=result.steps,
+        content_hash=result.content_hash,
+        language=dataset.language or None,
+    )
+    card_key = f"{prefix}/README.md"
+    store.put_bytes(render_readme(card).encode(), key=card_key, content_type="text/markdown")
+
+    version = DatasetVersion(
+        id=version_id,
+        dataset_id=dataset.id,
+        number=number,
+        content_hash=result.content_hash,
+        num_rows=result.num_rows,
+        num_bytes=sum(file["num_bytes"] for file in files),
+        features=[{"name": field.name, "type": str(field.type)} for field in result.schema],
+        files=files,
+        report=report,
+        card=card.model_dump(mode="json"),
+        card_key=card_key,
+        curation_run_id=run.id,
+        created_at=utcnow(),
+    )
+    session.merge(version)
+    run.status, run.version_id, run.report, run.finished_at = (
+        "succeeded",
+        version_id,
+        report,
+        utcnow(),
+    )
+    audit.record(
+        session,
+        actor_organization_id=None,
+        action="dataset_version.published",
+        object_type="dataset_version",
+        object_id=version_id,
+        content_hash=result.content_hash,
+        num_rows=result.num_rows,
+    )
+    session.commit()

@@ -1,0 +1,199 @@
+"""Datasets, raw uploads, curation runs, versions, their files and cards."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from curation import service as curation_service
+from infra.queue import enqueue
+from marketplace import schemas
+from marketplace.api.deps import CurrentPrincipal, SessionDep, SettingsDep, StoreDep
+from marketplace.errors import InvalidRequestError
+from marketplace.services import datasets
+
+router = APIRouter(tags=["datasets"])
+RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
+
+
+@router.post("/v1/datasets", status_code=201)
+def create_dataset(
+    body: schemas.DatasetCreate, session: SessionDep, principal: CurrentPrincipal
+) -> schemas.DatasetPublic:
+    return schemas.DatasetPublic.model_validate(
+        datasets.create_dataset(
+            session,
+            actor=principal,
+            name=body.name,
+            description=body.description,
+            license=body.license,
+            language=body.language,
+        )
+    )
+
+
+@router.get("/v1/datasets")
+def list_datasets(session: SessionDep, principal: CurrentPrincipal) -> list[schemas.DatasetPublic]:
+    return [
+        schemas.DatasetPublic.model_validate(dataset)
+        for dataset in datasets.list_datasets(session, actor=principal)
+    ]
+
+
+@router.get("/v1/datasets/{dataset_id}")
+def get_dataset(
+    dataset_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> schemas.DatasetPublic:
+    return schemas.DatasetPublic.model_validate(
+        datasets.get_owned_dataset(session, actor=principal, dataset_id=dataset_id)
+    )
+
+
+@router.post("/v1/datasets/{dataset_id}/uploads", status_code=201)
+def upload_file(
+    dataset_id: str,
+    file: UploadFile,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    settings: SettingsDep,
+) -> schemas.UploadPublic:
+    """Upload one raw file (JSONL, JSON array, CSV, Parquet or text) as multipart ``file``."""
+    datasets.get_owned_dataset(session, actor=principal, dataset_id=dataset_id)
+    if not file.filename:
+        raise InvalidRequestError("the multipart field 'file' needs a filename")
+    with tempfile.TemporaryDirectory(prefix="aidx-upload-") as scratch:
+        path = Path(scratch) / "upload"
+        with path.open("wb") as handle:
+            copied = 0
+            while chunk := file.file.read(1 << 20):
+                copied += len(chunk)
+                if copied > settings.max_upload_bytes:
+                    raise InvalidRequestError(
+                        f"upload is larger than the limit of {settings.max_upload_bytes} bytes"
+                    )
+                handle.write(chunk)
+        upload = datasets.add_upload(
+            session,
+            store=store,
+            actor=principal,
+            dataset_id=dataset_id,
+            filename=file.filename,
+            path=path,
+        )
+    return schemas.UploadPublic.model_validate(upload)
+
+
+@router.get("/v1/datasets/{dataset_id}/uploads")
+def list_uploads(
+    dataset_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> list[schemas.UploadPublic]:
+    return [
+        schemas.UploadPublic.model_validate(upload)
+        for upload in datasets.list_uploads(session, actor=principal, dataset_id=dataset_id)
+    ]
+
+
+@router.post("/v1/datasets/{dataset_id}/curation-runs", status_code=202)
+def start_curation_run(
+    dataset_id: str,
+    body: schemas.CurationRunCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+) -> schemas.CurationRunPublic:
+    run = curation_service.start_curation_run(
+        session,
+        actor=principal,
+        dataset_id=dataset_id,
+        upload_ids=body.upload_ids,
+        recipe=body.recipe,
+    )
+    enqueue("curation.run", run.id)  # after the commit: the worker must find the run
+    return schemas.CurationRunPublic.model_validate(run)
+
+
+@router.get("/v1/curation-runs/{run_id}")
+def get_curation_run(
+    run_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> schemas.CurationRunPublic:
+    return schemas.CurationRunPublic.model_validate(
+        curation_service.get_run(session, actor=principal, run_id=run_id)
+    )
+
+
+@router.get("/v1/datasets/{dataset_id}/versions")
+def list_versions(
+    dataset_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> list[schemas.DatasetVersionPublic]:
+    return [
+        schemas.DatasetVersionPublic.model_validate(version)
+        for version in datasets.list_versions(session, actor=principal, dataset_id=dataset_id)
+    ]
+
+
+@router.get("/v1/versions/{version_id}")
+def get_version(
+    version_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> schemas.DatasetVersionPublic:
+    return schemas.DatasetVersionPublic.model_validate(
+        datasets.get_visible_version(session, actor=principal, version_id=version_id)
+    )
+
+
+@router.get("/v1/versions/{version_id}/card", response_class=PlainTextResponse)
+def get_card(
+    version_id: str, session: SessionDep, principal: CurrentPrincipal, store: StoreDep
+) -> PlainTextResponse:
+    """The Hugging Face ``README.md`` of the version."""
+    version = datasets.get_visible_version(session, actor=principal, version_id=version_id)
+    return PlainTextResponse(store.get_bytes(version.card_key), media_type="text/markdown")
+
+
+@router.get("/v1/versions/{version_id}/files/{path:path}")
+def download_file(
+    version_id: str,
+    path: str,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    store: StoreDep,
+) -> StreamingResponse:
+    """Stream one data file of a version; owners, and licensees with a download entitlement."""
+    _version, file = datasets.version_file_for_download(
+        session, actor=principal, version_id=version_id, path=path
+    )
+    size = int(str(file["num_bytes"]))
+    key = str(file["key"])
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{file["sha256"]}"',
+        "X-Checksum-Sha256": str(file["sha256"]),
+    }
+    range_header = request.headers.get("range")
+    if range_header:
+        match = RANGE.match(range_header.strip())
+        if match is None:
+            raise InvalidRequestError(f"unsupported Range header {range_header!r}")
+        start = int(match.group(1))
+        end = int(match.group(2)) if match.group(2) else size - 1
+        if start > end or start >= size:
+            raise InvalidRequestError(f"Range {range_header!r} is outside the file of {size} bytes")
+        end = min(end, size - 1)
+        headers |= {
+            "Content-Range": f"bytes {start}-{end}/{size}",
+            "Content-Length": str(end - start + 1),
+        }
+        return StreamingResponse(
+            store.open_stream(key, start=start, end=end),
+            status_code=206,
+            headers=headers,
+            media_type="application/vnd.apache.parquet",
+        )
+    headers["Content-Length"] = str(size)
+    return StreamingResponse(
+        store.open_stream(key), headers=headers, media_type="application/vnd.apache.parquet"
+    )

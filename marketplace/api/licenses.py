@@ -1,0 +1,87 @@
+"""Licensing a listing, entitlements, and transaction certificates."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
+
+from marketplace import schemas
+from marketplace.api.deps import CurrentPrincipal, SessionDep, SigningKeyDep
+from marketplace.models import License
+from marketplace.services import licensing
+
+router = APIRouter(tags=["licenses"])
+
+
+def _license_public(session: Session, license_: License) -> schemas.LicensePublic:
+    entitlement = licensing.entitlement_of(session, license_.id)
+    certificate = licensing.certificate_of(session, license_.id)
+    return schemas.LicensePublic(
+        **{
+            field: getattr(license_, field)
+            for field in schemas.LicensePublic.model_fields
+            if field not in ("entitlement", "certificate_id")
+        },
+        entitlement=schemas.EntitlementPublic.model_validate(entitlement),
+        certificate_id=certificate.id,
+    )
+
+
+@router.post("/v1/licenses", status_code=201)
+def license_listing(
+    body: schemas.LicenseCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    signing_key: SigningKeyDep,
+    idempotency_key: Annotated[str, Header()],
+) -> JSONResponse:
+    """License a listed dataset version; a retry with the same Idempotency-Key is answered 200."""
+    license_, created = licensing.license_listing(
+        session,
+        actor=principal,
+        listing_id=body.listing_id,
+        uses=list(body.uses) if body.uses is not None else None,
+        idempotency_key=idempotency_key,
+        signing_key=signing_key,
+    )
+    return JSONResponse(
+        _license_public(session, license_).model_dump(mode="json"),
+        status_code=201 if created else 200,
+    )
+
+
+@router.get("/v1/licenses/{license_id}")
+def get_license(
+    license_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> schemas.LicensePublic:
+    return _license_public(
+        session, licensing.get_license(session, actor=principal, license_id=license_id)
+    )
+
+
+@router.get("/v1/licenses/{license_id}/certificate")
+def get_certificate(
+    license_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> schemas.CertificatePublic:
+    """The signed transaction certificate; verify it offline with ``aidx cert verify``."""
+    licensing.get_license(session, actor=principal, license_id=license_id)
+    certificate = licensing.certificate_of(session, license_id)
+    return schemas.CertificatePublic(
+        payload=certificate.payload,
+        signature=certificate.signature,
+        key_id=certificate.key_id,
+        algorithm="Ed25519",
+    )
+
+
+@router.get("/v1/entitlements")
+def list_entitlements(
+    session: SessionDep, principal: CurrentPrincipal
+) -> list[schemas.EntitlementPublic]:
+    return [
+        schemas.EntitlementPublic.model_validate(entitlement)
+        for entitlement in licensing.list_entitlements(session, actor=principal)
+    ]

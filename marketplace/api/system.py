@@ -1,0 +1,47 @@
+"""Health, bootstrap of the operator organisation, and the exchange's public signing key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header
+from sqlalchemy import text
+
+from marketplace import schemas
+from marketplace.api.deps import SessionDep, SettingsDep, SigningKeyDep
+from marketplace.api.organizations import organization_created
+from marketplace.certificates import ALGORITHM, key_id, public_key_pem
+from marketplace.services import organizations
+
+router = APIRouter(tags=["system"])
+
+
+@router.get("/healthz")
+def health(session: SessionDep) -> dict[str, str]:
+    session.execute(text("SELECT 1"))
+    return {"status": "ok"}
+
+
+@router.post("/v1/bootstrap", status_code=201)
+def bootstrap(
+    body: schemas.BootstrapCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    x_bootstrap_token: Annotated[str, Header()],
+) -> schemas.OrganizationCreated:
+    """Create the exchange's operator organisation, once, with the bootstrap token."""
+    organization, key, plaintext = organizations.bootstrap_operator(
+        session,
+        settings=settings,
+        presented_token=x_bootstrap_token,
+        organization_name=body.organization_name,
+    )
+    return organization_created(organization, key, plaintext)
+
+
+@router.get("/v1/exchange/signing-key")
+def signing_key(key: SigningKeyDep) -> schemas.SigningKeyPublic:
+    public = key.public_key()
+    return schemas.SigningKeyPublic(
+        key_id=key_id(public), algorithm=ALGORITHM, public_key_pem=public_key_pem(public)
+    )

@@ -1,0 +1,55 @@
+"""The FastAPI application: routers, and one handler that turns domain errors into JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from infra.config import Settings
+from marketplace.api import datasets, licenses, listings, organizations, system, training_jobs
+from marketplace.errors import MarketplaceError
+
+
+def _error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="aidx",
+        summary="An exchange for AI training data: curation, cards, licensing, governed training.",
+        version="0.1.0",
+    )
+    app.state.settings = settings
+
+    @app.exception_handler(MarketplaceError)
+    async def _domain_error(_request: Request, error: MarketplaceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status_code == 401 else None
+        response = _error(error.status_code, error.code, error.message)
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(part) for part in item["loc"]), "problem": item["msg"]}
+            for item in error.errors()
+        ]
+        message = "; ".join(f"{item['field']}: {item['problem']}" for item in details)
+        return _error(422, "invalid_request", message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        return _error(error.status_code, "http_error", str(error.detail))
+
+    for module in (system, organizations, datasets, listings, licenses, training_jobs):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,164 @@
+"""A small HTTP client of the exchange's API, used by the demo and the end-to-end tests."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """A 4xx or 5xx answer; ``code`` and ``message`` come from the JSON error body."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(f"HTTP {status_code} {code}: {message}")
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+
+
+class AidxClient:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=base_url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> AidxClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+                raise ApiError(response.status_code, error["code"], error["message"])
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(response.status_code, "http_error", response.text) from None
+        if response.headers.get("content-type", "").startswith("application/json"):
+            return response.json()
+        return response.text
+
+    # Organisations -----------------------------------------------------------------------
+
+    def bootstrap(self, token: str, organization_name: str) -> dict[str, Any]:
+        return dict(
+            self.request(
+                "POST",
+                "/v1/bootstrap",
+                json={"organization_name": organization_name},
+                headers={"X-Bootstrap-Token": token},
+            )
+        )
+
+    def create_organization(self, name: str, roles: list[str]) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/organizations", json={"name": name, "roles": roles}))
+
+    # Datasets ------------------------------------------------------------------------------
+
+    def create_dataset(self, **fields: Any) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/datasets", json=fields))
+
+    def upload(self, dataset_id: str, path: Path, filename: str | None = None) -> dict[str, Any]:
+        with path.open("rb") as handle:
+            return dict(
+                self.request(
+                    "POST",
+                    f"/v1/datasets/{dataset_id}/uploads",
+                    files={"file": (filename or path.name, handle)},
+                )
+            )
+
+    def start_curation(self, dataset_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/datasets/{dataset_id}/curation-runs", json=fields))
+
+    def wait_for(
+        self, path: str, *, done: tuple[str, ...], timeout: float = 300.0, interval: float = 0.2
+    ) -> dict[str, Any]:
+        """Poll ``path`` until its ``status`` is one of ``done``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            body = dict(self.request("GET", path))
+            if body["status"] in done:
+                return body
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} still {body['status']} after {timeout:.0f} s")
+            time.sleep(interval)
+
+    def version(self, version_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/versions/{version_id}"))
+
+    def card(self, version_id: str) -> str:
+        return str(self.request("GET", f"/v1/versions/{version_id}/card"))
+
+    def download(self, version_id: str, path: str, destination: Path) -> str:
+        """Stream a version file to ``destination``; returns its SHA-256."""
+        digest = hashlib.sha256()
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        with (
+            self.http.stream("GET", f"/v1/versions/{version_id}/files/{path}") as response,
+            destination.open("wb") as handle,
+        ):
+            if response.status_code >= 400:
+                response.read()
+                error = response.json()["error"]
+                raise ApiError(response.status_code, error["code"], error["message"])
+            for chunk in response.iter_bytes():
+                digest.update(chunk)
+                handle.write(chunk)
+        return digest.hexdigest()
+
+    # Listings and licenses -----------------------------------------------------------------
+
+    def submit_listing(self, **fields: Any) -> dict[str, Any]:
+        return dict(self.request("POST", "/v1/listings", json=fields))
+
+    def review_listing(self, listing_id: str, decision: str, notes: str = "") -> dict[str, Any]:
+        return dict(
+            self.request(
+                "POST",
+                f"/v1/listings/{listing_id}/review",
+                json={"decision": decision, "notes": notes},
+            )
+        )
+
+    def catalog(self, q: str | None = None) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/catalog", params={"q": q} if q else None))
+
+    def license(
+        self, listing_id: str, *, idempotency_key: str | None = None, uses: list[str] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"listing_id": listing_id}
+        if uses is not None:
+            body["uses"] = uses
+        key = idempotency_key or uuid.uuid4().hex
+        return dict(
+            self.request("POST", "/v1/licenses", json=body, headers={"Idempotency-Key": key})
+        )
+
+    def certificate(self, license_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/licenses/{license_id}/certificate"))
+
+    def signing_key(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/v1/exchange/signing-key"))
+
+    # Training ------------------------------------------------------------------------------
+
+    def submit_training_job(self, version_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            self.request(
+                "POST", "/v1/training-jobs", json={"version_id": version_id, "params": params}
+            )
+        )
+
+    def training_events(self, job_id: str, after: int = 0) -> list[dict[str, Any]]:
+        body = self.request("GET", f"/v1/training-jobs/{job_id}/events", params={"after": after})
+        return list(body["data"])

@@ -1,0 +1,114 @@
+"""Listing review (compliance assurance) and the catalog of listed versions."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from infra.db import new_id, utcnow
+from marketplace.errors import ConflictError, NotFoundError
+from marketplace.models import Dataset, DatasetVersion, Listing
+from marketplace.schemas import ListingCreate
+from marketplace.services import audit
+from marketplace.services.organizations import Principal
+
+
+def submit_listing(session: Session, *, actor: Principal, request: ListingCreate) -> Listing:
+    """A contributor offers one of its versions; it waits for the operator's review."""
+    actor.require_role("contributor")
+    version = session.get(DatasetVersion, request.version_id)
+    dataset = session.get(Dataset, version.dataset_id) if version else None
+    if version is None or dataset is None or dataset.organization_id != actor.organization_id:
+        raise NotFoundError("dataset version", request.version_id)
+    listing = Listing(
+        id=new_id("lst"),
+        version_id=version.id,
+        organization_id=actor.organization_id,
+        title=request.title,
+        summary=request.summary,
+        status="submitted",
+        price_amount=request.price_amount,
+        currency=request.currency,
+        license_template=request.license_template,
+        allowed_uses=sorted(set(request.allowed_uses)),
+        created_at=utcnow(),
+    )
+    session.add(listing)
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action="listing.submitted",
+        object_type="listing",
+        object_id=listing.id,
+        version_id=version.id,
+        price_amount=request.price_amount,
+        currency=request.currency,
+    )
+    session.commit()
+    return listing
+
+
+def review_listing(
+    session: Session, *, actor: Principal, listing_id: str, decision: str, notes: str
+) -> Listing:
+    actor.require_role("operator")
+    listing = session.get(Listing, listing_id, with_for_update=True)
+    if listing is None:
+        raise NotFoundError("listing", listing_id)
+    if listing.status != "submitted":
+        raise ConflictError(f"listing {listing_id} is {listing.status}, not submitted")
+    listing.status = "listed" if decision == "approve" else "rejected"
+    listing.review_notes = notes
+    listing.reviewed_by = actor.organization_id
+    listing.reviewed_at = utcnow()
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action=f"listing.{listing.status}",
+        object_type="listing",
+        object_id=listing.id,
+        notes=notes,
+    )
+    session.commit()
+    return listing
+
+
+def get_listing(session: Session, *, actor: Principal, listing_id: str) -> Listing:
+    """Listed listings are public to every member; others only to their owner and operators."""
+    listing = session.get(Listing, listing_id)
+    if listing is None or (
+        listing.status != "listed"
+        and listing.organization_id != actor.organization_id
+        and not actor.is_operator
+    ):
+        raise NotFoundError("listing", listing_id)
+    return listing
+
+
+def list_listings(
+    session: Session,
+    *,
+    actor: Principal,
+    status: str | None,
+    query: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Listing], int]:
+    """The catalog (``status=listed``, anyone) or the review queue (other states)."""
+    statement = select(Listing)
+    if status is not None:
+        statement = statement.where(Listing.status == status)
+    if status != "listed" and not actor.is_operator:
+        statement = statement.where(
+            or_(Listing.organization_id == actor.organization_id, Listing.status == "listed")
+        )
+    if query:
+        pattern = f"%{query.lower()}%"
+        statement = statement.where(
+            or_(func.lower(Listing.title).like(pattern), func.lower(Listing.summary).like(pattern))
+        )
+    count = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    rows = session.scalars(
+        statement.order_by(Listing.created_at.desc(), Listing.id).limit(limit).offset(offset)
+    )
+    return list(rows), count

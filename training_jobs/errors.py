@@ -1,0 +1,43 @@
+"""Errors raised while preparing and running a fine-tuning job.
+
+The hierarchy::
+
+    TrainingError
+    ├── InvalidTrainingDataError   a row or the table's shape cannot be turned into training text
+    ├── InvalidParametersError     the job's parameters are out of bounds or name a missing model
+    └── JobCancelled               the job was asked to stop between two steps
+
+Training data is licensed: messages name row indices, field names and types, never the content
+of a row, so nothing leaks through logs, job records or API error bodies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TrainingError(Exception):
+    """Base class of every error this package raises."""
+
+
+class InvalidTrainingDataError(TrainingError):
+    """The training table has an unknown shape, or a row has a missing or ill-typed field."""
+
+    def __init__(self, message: str, *, row: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.row = row
+        self.field = field
+
+
+class InvalidParametersError(TrainingError):
+    """The training parameters are out of bounds, inconsistent, or name a missing base model."""
+
+
+class JobCancelled(TrainingError):
+    """The job was cancelled between two steps; what was trained so far is in `checkpoint_dir`."""
+
+    def __init__(self, *, step: int, checkpoint_dir: Path | None) -> None:
+        where = f", saved to {checkpoint_dir}" if checkpoint_dir is not None else ""
+        super().__init__(f"training cancelled after step {step}{where}")
+        self.step = step
+        self.checkpoint_dir = checkpoint_dir

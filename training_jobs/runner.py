@@ -1,0 +1,401 @@
+"""Fine-tune a causal language model on a licensed table, reporting progress as events.
+
+`train` is the whole job: it formats and tokenizes the rows, trains with AdamW, and saves the
+model (safetensors) and tokenizer. It reports through `on_event` with small JSON-able dicts that
+never hold row text, and stops cooperatively between steps when `should_stop` says so.
+Torch and transformers are imported inside the functions that use them, so importing this module
+(for `TrainingParams`, say) stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from training_jobs.errors import (
+    InvalidParametersError,
+    InvalidTrainingDataError,
+    JobCancelled,
+    TrainingError,
+)
+from training_jobs.formatting import CHAT_TEMPLATE, END_TOKEN, rows_to_chats
+from training_jobs.tokenization import (
+    IGNORE_INDEX,
+    EncodedChat,
+    build_byte_tokenizer,
+    encode_chats,
+    ensure_chat_tokens,
+    load_tokenizer,
+    token_id,
+)
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Event = dict[str, Any]
+
+_MAX_PROGRESS_INTERVAL = 50
+_MIN_LR_FRACTION = 0.1
+_MAX_GRAD_NORM = 1.0
+
+
+class TinyModelSpec(BaseModel):
+    """A small Llama built from scratch with the byte tokenizer, for tests and demos."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    architecture: Literal["llama"] = "llama"
+    hidden_size: int = Field(64, ge=8, le=4096)
+    intermediate_size: int = Field(128, ge=8, le=16384)
+    num_hidden_layers: int = Field(2, ge=1, le=64)
+    num_attention_heads: int = Field(4, ge=1, le=64)
+    max_position_embeddings: int = Field(512, ge=16, le=8192)
+
+    @model_validator(mode="after")
+    def _heads_split_hidden_size(self) -> Self:
+        head_size, remainder = divmod(self.hidden_size, self.num_attention_heads)
+        if remainder or head_size % 2:
+            raise ValueError(
+                f"hidden_size {self.hidden_size} must split into {self.num_attention_heads} "
+                "attention heads of an even size"
+            )
+        return self
+
+
+class TrainingParams(BaseModel):
+    """What a buyer may choose about a fine-tuning job; bounds keep one job's cost in check."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_model: TinyModelSpec | Annotated[str, Field(min_length=1)] = Field(
+        default_factory=TinyModelSpec,
+        description="a tiny model to build, or the local directory of a pretrained model",
+    )
+    max_steps: int = Field(30, ge=1, le=100_000)
+    batch_size: int = Field(8, ge=1, le=512)
+    learning_rate: float = Field(1e-3, gt=0, le=1)
+    max_seq_len: int = Field(256, ge=16, le=8192)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    checkpoint_every: int = Field(0, ge=0, le=100_000, description="steps; 0 saves no checkpoint")
+    warmup_steps: int = Field(0, ge=0, le=100_000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.warmup_steps > self.max_steps:
+            raise ValueError(f"warmup_steps {self.warmup_steps} exceeds max_steps {self.max_steps}")
+        if (
+            isinstance(self.base_model, TinyModelSpec)
+            and self.max_seq_len > self.base_model.max_position_embeddings
+        ):
+            raise ValueError(
+                f"max_seq_len {self.max_seq_len} exceeds the model's max_position_embeddings "
+                f"{self.base_model.max_position_embeddings}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a finished job reports; `trained_tokens` is what metering charges."""
+
+    final_loss: float  # loss of the last step (progress events report window means)
+    first_loss: float  # loss of the first step
+    steps: int
+    trained_tokens: int  # non-padding tokens fed to the model, summed over steps
+    files: list[Path]  # the files saved in output_dir
+    device: str  # "cuda" or "cpu"
+    seconds: float
+
+
+def parse_training_params(data: Mapping[str, Any]) -> TrainingParams:
+    """Validate `data` as `TrainingParams`; `InvalidParametersError` lists every fault."""
+    try:
+        return TrainingParams.model_validate(data)
+    except ValidationError as error:
+        faults = "; ".join(
+            f"{'.'.join(str(part) for part in fault['loc']) or 'params'}: {fault['msg']}"
+            for fault in error.errors()
+        )
+        raise InvalidParametersError(f"invalid training parameters: {faults}") from error
+
+
+def checkpoint_dir(output_dir: Path, step: int) -> Path:
+    """Where `train` saves the checkpoint taken after `step`."""
+    return output_dir / "checkpoints" / f"step-{step:06d}"
+
+
+def _ignore_event(event: Event) -> None:
+    return None
+
+
+def _never_stop() -> bool:
+    return False
+
+
+def train(
+    *,
+    table: pa.Table,
+    params: TrainingParams,
+    output_dir: Path,
+    on_event: Callable[[Event], None] = _ignore_event,
+    should_stop: Callable[[], bool] = _never_stop,
+) -> TrainingResult:
+    """Fine-tune `params.base_model` on `table` and save the model and tokenizer in `output_dir`.
+
+    Raises `InvalidTrainingDataError` for rows that cannot be trained on,
+    `InvalidParametersError` for a missing base model, and `JobCancelled` (after saving a
+    checkpoint) when `should_stop()` turns true between two steps.
+    """
+    import torch
+
+    started_at = time.perf_counter()
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    _seed_everything(params.seed)
+
+    chats = rows_to_chats(table)
+    if not chats:
+        raise InvalidTrainingDataError("the training table has no rows")
+    model, tokenizer = _load_base_model(params.base_model)
+    encoded = encode_chats(tokenizer, chats, max_length=params.max_seq_len)
+    examples = [example for example in encoded if example.trainable_tokens]
+    if not examples:
+        raise InvalidTrainingDataError(
+            f"no row has assistant text within the first {params.max_seq_len} tokens"
+        )
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)  # type: ignore[arg-type]  # transformers wraps Module.to untyped
+    model.train()
+    on_event(
+        {
+            "type": "started",
+            "num_rows": len(chats),
+            "skipped_rows": len(chats) - len(examples),
+            "num_tokens": sum(len(example.input_ids) for example in examples),
+            "device": device.type,
+            "parameters": sum(parameter.numel() for parameter in model.parameters()),
+        }
+    )
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda index: _learning_rate_factor(index + 1, params)
+    )
+    batches = _batches(examples, batch_size=params.batch_size, seed=params.seed)
+    pad_id = int(tokenizer.pad_token_id)
+    progress_every = max(1, min(_MAX_PROGRESS_INTERVAL, params.max_steps // 10))
+
+    first_loss = math.nan
+    loss_value = math.nan
+    trained_tokens = 0
+    window_losses: list[float] = []
+    window_tokens = 0
+    window_started = time.perf_counter()
+    for step in range(1, params.max_steps + 1):
+        if should_stop():
+            saved = None
+            if step > 1:
+                saved = checkpoint_dir(output_dir, step - 1)
+                _save(model, tokenizer, saved)
+            raise JobCancelled(step=step - 1, checkpoint_dir=saved)
+
+        input_ids, attention_mask, labels = _collate(next(batches), pad_id=pad_id)
+        batch_tokens = int(attention_mask.sum())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask.to(device),
+                use_cache=False,
+            ).logits
+        loss = _causal_lm_loss(logits, labels.to(device))
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), _MAX_GRAD_NORM)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+
+        loss_value = float(loss.item())
+        if step == 1:
+            first_loss = loss_value
+        trained_tokens += batch_tokens
+        window_losses.append(loss_value)
+        window_tokens += batch_tokens
+        if step % progress_every == 0 or step == params.max_steps:
+            elapsed = max(time.perf_counter() - window_started, 1e-9)
+            on_event(
+                {
+                    "type": "progress",
+                    "step": step,
+                    "max_steps": params.max_steps,
+                    "loss": round(sum(window_losses) / len(window_losses), 4),
+                    "tokens_per_second": round(window_tokens / elapsed, 1),
+                    "progress": round(step / params.max_steps, 4),
+                }
+            )
+            window_losses, window_tokens, window_started = [], 0, time.perf_counter()
+        if (
+            params.checkpoint_every
+            and step % params.checkpoint_every == 0
+            and (step < params.max_steps)
+        ):
+            _save(model, tokenizer, checkpoint_dir(output_dir, step))
+            on_event({"type": "checkpoint", "step": step})
+
+    files = _save(model, tokenizer, output_dir)
+    seconds = time.perf_counter() - started_at
+    on_event(
+        {
+            "type": "completed",
+            "final_loss": round(loss_value, 4),
+            "trained_tokens": trained_tokens,
+            "steps": params.max_steps,
+            "seconds": round(seconds, 2),
+        }
+    )
+    return TrainingResult(
+        final_loss=loss_value,
+        first_loss=first_loss,
+        steps=params.max_steps,
+        trained_tokens=trained_tokens,
+        files=files,
+        device=device.type,
+        seconds=seconds,
+    )
+
+
+def _seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    try:
+        import numpy
+    except ImportError:  # pragma: no cover - numpy comes with transformers
+        return
+    numpy.random.seed(seed)
+
+
+def _load_base_model(
+    base_model: TinyModelSpec | str,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    if isinstance(base_model, TinyModelSpec):
+        tokenizer: PreTrainedTokenizerBase = build_byte_tokenizer()
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=base_model.hidden_size,
+            intermediate_size=base_model.intermediate_size,
+            num_hidden_layers=base_model.num_hidden_layers,
+            num_attention_heads=base_model.num_attention_heads,
+            num_key_value_heads=base_model.num_attention_heads,
+            max_position_embeddings=base_model.max_position_embeddings,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        model: PreTrainedModel = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    else:
+        path = Path(base_model)
+        if not path.is_dir():
+            raise InvalidParametersError(f"base model directory {base_model!r} does not exist")
+        tokenizer = load_tokenizer(path)
+        model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True)
+        ensure_chat_tokens(tokenizer)
+        if len(tokenizer) > model.config.vocab_size:
+            model.resize_token_embeddings(len(tokenizer))
+    # fp32 master weights; on CUDA the forward pass runs under bf16 autocast.
+    model.to(torch.float32)  # type: ignore[arg-type]
+
+    tokenizer.chat_template = CHAT_TEMPLATE
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    model.generation_config.eos_token_id = [
+        token_id(tokenizer, END_TOKEN),
+        tokenizer.eos_token_id,
+    ]
+    return model, tokenizer
+
+
+def _learning_rate_factor(step: int, params: TrainingParams) -> float:
+    """Linear warmup over `warmup_steps`, then cosine decay to a tenth of the peak."""
+    if step <= params.warmup_steps:
+        return step / params.warmup_steps
+    decay_steps = params.max_steps - params.warmup_steps
+    if decay_steps <= 1:
+        return 1.0
+    done = (step - params.warmup_steps - 1) / (decay_steps - 1)
+    cosine = 0.5 * (1 + math.cos(math.pi * done))
+    return _MIN_LR_FRACTION + (1 - _MIN_LR_FRACTION) * cosine
+
+
+def _batches(
+    examples: Sequence[EncodedChat], *, batch_size: int, seed: int
+) -> Iterator[list[EncodedChat]]:
+    """Yield batches forever, reshuffling the examples (with a seeded order) at each pass."""
+    order_random = random.Random(seed)
+    order: list[int] = []
+    while True:
+        while len(order) < batch_size:
+            epoch = list(range(len(examples)))
+            order_random.shuffle(epoch)
+            order += epoch
+        yield [examples[index] for index in order[:batch_size]]
+        del order[:batch_size]
+
+
+def _collate(
+    batch: Sequence[EncodedChat], *, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad `batch` to its longest example: (input_ids, attention_mask, labels)."""
+    import torch
+
+    width = max(len(example.input_ids) for example in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    for row, example in enumerate(batch):
+        length = len(example.input_ids)
+        input_ids[row, :length] = torch.tensor(example.input_ids)
+        attention_mask[row, :length] = 1
+        labels[row, :length] = torch.tensor(example.labels)
+    return input_ids, attention_mask, labels
+
+
+def _causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled positions, computed in fp32."""
+    import torch.nn.functional as functional
+
+    shifted_logits = logits[:, :-1, :].float()
+    shifted_labels = labels[:, 1:]
+    return functional.cross_entropy(
+        shifted_logits.reshape(-1, shifted_logits.size(-1)),
+        shifted_labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
+
+
+def _save(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path
+) -> list[Path]:
+    """Save `model` (safetensors) and `tokenizer` into `directory`; return the files there."""
+    directory.mkdir(parents=True, exist_ok=True)
+    # transformers writes safetensors by default (4.35+) and only (5.0+).
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    if not (directory / "model.safetensors").is_file() and not any(
+        directory.glob("model-*.safetensors")
+    ):
+        raise TrainingError(f"the model saved in {directory} is not in safetensors")
+    return sorted(path for path in directory.iterdir() if path.is_file())

@@ -1,0 +1,261 @@
+"""Governed fine-tuning jobs: submitted through the API, run on a worker inside the exchange.
+
+The worker reads the licensed version from the object store itself; events carry metrics only,
+never rows; the trained weights go to the object store under the job's prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from infra.config import Settings, get_settings
+from infra.db import new_id, session_scope, utcnow
+from infra.storage import ObjectStore, get_object_store
+from marketplace.errors import InvalidRequestError, NotFoundError
+from marketplace.models import DatasetVersion
+from marketplace.services import audit
+from marketplace.services.datasets import get_visible_version
+from marketplace.services.organizations import Principal
+from training_jobs.errors import JobCancelled, TrainingError
+from training_jobs.governance import grant_hash, require_training_entitlement
+from training_jobs.models import TrainingJob, TrainingJobEvent
+from training_jobs.runner import TrainingParams, train
+
+log = logging.getLogger(__name__)
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+def validate_params(params: dict[str, Any], settings: Settings) -> TrainingParams:
+    """Buyers send parameters, never code or paths: a base model is named, not located."""
+    base_model = params.get("base_model")
+    if isinstance(base_model, str):
+        if not MODEL_NAME.match(base_model):
+            raise InvalidRequestError(f"params.base_model {base_model!r} is not a model name")
+        path = settings.home_dir / "models" / base_model
+        if not path.is_dir():
+            raise InvalidRequestError(
+                f"params.base_model {base_model!r} is not installed on this exchange"
+            )
+        params = {**params, "base_model": str(path)}
+    try:
+        return TrainingParams.model_validate(params)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"params.{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise InvalidRequestError(problems) from error
+
+
+def submit_job(
+    session: Session,
+    *,
+    actor: Principal,
+    version_id: str,
+    params: dict[str, Any],
+    settings: Settings,
+) -> TrainingJob:
+    """Check the gate and record a queued job; the caller enqueues ``training.run`` after."""
+    actor.require_role("buyer", "researcher")
+    get_visible_version(session, actor=actor, version_id=version_id)
+    validated = validate_params(params, settings)
+    entitlement = require_training_entitlement(
+        session, organization_id=actor.organization_id, version_id=version_id
+    )
+    job = TrainingJob(
+        id=new_id("ftjob"),
+        organization_id=actor.organization_id,
+        version_id=version_id,
+        entitlement_id=entitlement.id,
+        grant_hash=grant_hash(entitlement),
+        params=validated.model_dump(mode="json"),
+        status="queued",
+        artifacts=[],
+        created_at=utcnow(),
+    )
+    session.add(job)
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action="training_job.queued",
+        object_type="training_job",
+        object_id=job.id,
+        version_id=version_id,
+        grant_hash=job.grant_hash,
+    )
+    session.commit()
+    return job
+
+
+def get_job(session: Session, *, actor: Principal, job_id: str) -> TrainingJob:
+    job = session.get(TrainingJob, job_id)
+    if job is None or (job.organization_id != actor.organization_id and not actor.is_operator):
+        raise NotFoundError("training job", job_id)
+    return job
+
+
+def list_events(
+    session: Session, *, actor: Principal, job_id: str, after: int
+) -> list[TrainingJobEvent]:
+    get_job(session, actor=actor, job_id=job_id)
+    return list(
+        session.scalars(
+            select(TrainingJobEvent)
+            .where(TrainingJobEvent.job_id == job_id)
+            .where(TrainingJobEvent.seq > after)
+            .order_by(TrainingJobEvent.seq)
+        )
+    )
+
+
+def cancel_job(session: Session, *, actor: Principal, job_id: str) -> TrainingJob:
+    job = get_job(session, actor=actor, job_id=job_id)
+    if job.status in FINAL_STATES:
+        return job
+    job.status = "cancelling" if job.status == "running" else "cancelled"
+    if job.status == "cancelled":
+        job.finished_at = utcnow()
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action="training_job.cancel_requested",
+        object_type="training_job",
+        object_id=job.id,
+    )
+    session.commit()
+    return job
+
+
+def _append_event(settings: Settings, job_id: str, event: dict[str, Any]) -> None:
+    with session_scope(settings) as session:
+        last = session.scalar(
+            select(func.max(TrainingJobEvent.seq)).where(TrainingJobEvent.job_id == job_id)
+        )
+        data = {key: value for key, value in event.items() if key != "type"}
+        session.add(
+            TrainingJobEvent(
+                job_id=job_id, seq=(last or 0) + 1, at=utcnow(), type=str(event["type"]), data=data
+            )
+        )
+        session.commit()
+
+
+def _status(settings: Settings, job_id: str) -> str:
+    with session_scope(settings) as session:
+        job = session.get(TrainingJob, job_id)
+        return job.status if job else "missing"
+
+
+def _read_version(store: ObjectStore, version: DatasetVersion, scratch: Path) -> pa.Table:
+    tables = []
+    for file in version.files:
+        local = scratch / "data" / file["path"]
+        local.parent.mkdir(parents=True, exist_ok=True)
+        store.download_to(file["key"], local)
+        tables.append(pq.read_table(local))
+    return pa.concat_tables(tables)
+
+
+def execute_job(job_id: str, *, settings: Settings | None = None) -> str:
+    """Run a queued job on this worker; returns the job's final status."""
+    settings = settings or get_settings()
+    store = get_object_store(settings)
+    with session_scope(settings) as session:
+        job = session.get(TrainingJob, job_id)
+        if job is None:
+            return "missing"
+        if job.status in FINAL_STATES:
+            return job.status
+        # The gate again, now that the data is about to be read.
+        entitlement = require_training_entitlement(
+            session, organization_id=job.organization_id, version_id=job.version_id
+        )
+        if grant_hash(entitlement) != job.grant_hash:
+            job.status, job.error, job.finished_at = "failed", "the grant changed", utcnow()
+            session.commit()
+            return "failed"
+        version = session.get(DatasetVersion, job.version_id)
+        assert version is not None
+        params = TrainingParams.model_validate(job.params)
+        job.status, job.started_at = "running", utcnow()
+        session.commit()
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="aidx-training-") as scratch:
+            scratch_dir = Path(scratch)
+            table = _read_version(store, version, scratch_dir)
+            output_dir = scratch_dir / "model"
+            result = train(
+                table=table,
+                params=params,
+                output_dir=output_dir,
+                on_event=lambda event: _append_event(settings, job_id, event),
+                should_stop=lambda: _status(settings, job_id) == "cancelling",
+            )
+            artifacts = []
+            for path in sorted(output_dir.rglob("*")):
+                if path.is_file():
+                    relative = path.relative_to(output_dir).as_posix()
+                    stored = store.put_file(path, key=f"training-jobs/{job_id}/model/{relative}")
+                    artifacts.append(
+                        {
+                            "path": relative,
+                            "key": stored.key,
+                            "sha256": stored.sha256,
+                            "size": stored.size,
+                        }
+                    )
+    except JobCancelled:
+        _finish(settings, job_id, status="cancelled", error=None)
+        return "cancelled"
+    except TrainingError as error:
+        _finish(settings, job_id, status="failed", error=str(error))
+        return "failed"
+    except Exception as error:
+        log.exception("training job %s failed", job_id)
+        _finish(settings, job_id, status="failed", error=f"internal error ({type(error).__name__})")
+        raise
+
+    with session_scope(settings) as session:
+        job = session.get(TrainingJob, job_id)
+        assert job is not None
+        job.status, job.finished_at = "succeeded", utcnow()
+        job.trained_tokens = result.trained_tokens
+        job.artifacts = artifacts
+        job.result = {
+            "first_loss": result.first_loss,
+            "final_loss": result.final_loss,
+            "steps": result.steps,
+            "trained_tokens": result.trained_tokens,
+            "device": result.device,
+            "seconds": result.seconds,
+        }
+        audit.record(
+            session,
+            actor_organization_id=None,
+            action="training_job.succeeded",
+            object_type="training_job",
+            object_id=job_id,
+            trained_tokens=result.trained_tokens,
+        )
+        session.commit()
+    return "succeeded"
+
+
+def _finish(settings: Settings, job_id: str, *, status: str, error: str | None) -> None:
+    with session_scope(settings) as session:
+        job = session.get(TrainingJob, job_id)
+        assert job is not None
+        job.status, job.error, job.finished_at = status, error, utcnow()
+        session.commit()
