@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from curation.errors import CurationError
 from curation.models import CurationRun
-from curation.pipeline import load_recipe
+from curation.pipeline import Pipeline, load_recipe
 from curation.runner import InputFile, run_local
 from dataset_cards.autofill import card_from_curation
 from dataset_cards.render.hf_readme import render_readme
@@ -60,6 +60,7 @@ def start_curation_run(
         raise InvalidRequestError(f"dataset {dataset_id} has no uploads to curate")
     try:
         recipe_body = load_recipe(recipe)
+        Pipeline.from_recipe(recipe_body)  # refuse unknown steps now, not on the worker
     except CurationError as error:
         raise InvalidRequestError(str(error)) from error
     run = CurationRun(

@@ -22,7 +22,7 @@ cert_app = typer.Typer(help="Transaction certificates.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cert_app, name="cert")
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 STOP_GRACE_SECONDS = 30.0
 

@@ -37,7 +37,7 @@ from marketplace.client import AidxClient, ApiError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / "tests" / "fixtures" / "data" / "gsm8k_train.jsonl"
 OVERLAP_ROWS = 250
-TRAINING_PARAMS = {"max_steps": 40, "batch_size": 8, "max_seq_len": 256, "learning_rate": 2e-3}
+TRAINING_PARAMS = {"max_steps": 40, "batch_size": 8, "max_seq_len": 512, "learning_rate": 2e-3}
 
 
 class DemoFailed(Exception):
@@ -51,9 +51,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_service(home: Path, port: int, log_path: Path) -> Iterator[str]:
+def running_service(
+    home: Path, port: int, log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
     """``aidx up`` in a child process; stopped with SIGINT, as a person would with Ctrl-C."""
-    env = {**os.environ, "AIDX_HOME": str(home)}
+    env = {**os.environ, **(env or {}), "AIDX_HOME": str(home)}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "infra.cli", "up", "--port", str(port)],

@@ -158,6 +158,14 @@ class VersionFile(Public):
     num_rows: int
 
 
+class DownloadUrl(Public):
+    path: str
+    sha256: str
+    num_bytes: int
+    url: str
+    expires_in: int
+
+
 class DatasetVersionPublic(Public):
     id: str
     dataset_id: str

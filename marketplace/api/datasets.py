@@ -6,7 +6,9 @@ import re
 import tempfile
 from pathlib import Path
 
-from fastapi import APIRouter, Request, UploadFile
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from curation import service as curation_service
@@ -151,6 +153,33 @@ def get_card(
     """The Hugging Face ``README.md`` of the version."""
     version = datasets.get_visible_version(session, actor=principal, version_id=version_id)
     return PlainTextResponse(store.get_bytes(version.card_key), media_type="text/markdown")
+
+
+@router.get("/v1/versions/{version_id}/download-urls")
+def download_urls(
+    version_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    expires_in: Annotated[int, Query(ge=60, le=7 * 24 * 3600)] = 3600,
+) -> list[schemas.DownloadUrl]:
+    """Presigned GET URLs of every data file, for clients that fetch directly from storage."""
+    version = datasets.get_visible_version(session, actor=principal, version_id=version_id)
+    urls = []
+    for file in version.files:
+        datasets.version_file_for_download(
+            session, actor=principal, version_id=version_id, path=file["path"]
+        )
+        urls.append(
+            schemas.DownloadUrl(
+                path=file["path"],
+                sha256=file["sha256"],
+                num_bytes=file["num_bytes"],
+                url=store.presigned_get_url(file["key"], expires_in=expires_in),
+                expires_in=expires_in,
+            )
+        )
+    return urls
 
 
 @router.get("/v1/versions/{version_id}/files/{path:path}")

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
 from sqlalchemy import text
 
 from marketplace import schemas
-from marketplace.api.deps import SessionDep, SettingsDep, SigningKeyDep
+from infra.storage import LocalObjectStore, ObjectNotFoundError
+from marketplace.api.deps import SessionDep, SettingsDep, SigningKeyDep, StoreDep
 from marketplace.api.organizations import organization_created
 from marketplace.certificates import ALGORITHM, key_id, public_key_pem
+from marketplace.errors import NotFoundError, PermissionDeniedError
 from marketplace.services import organizations
 
 router = APIRouter(tags=["system"])
@@ -44,4 +47,27 @@ def signing_key(key: SigningKeyDep) -> schemas.SigningKeyPublic:
     public = key.public_key()
     return schemas.SigningKeyPublic(
         key_id=key_id(public), algorithm=ALGORITHM, public_key_pem=public_key_pem(public)
+    )
+
+
+@router.get("/v1/objects/{key:path}", include_in_schema=False)
+def presigned_object(
+    key: str,
+    store: StoreDep,
+    expires: Annotated[str, Query()],
+    signature: Annotated[str, Query()],
+) -> StreamingResponse:
+    """Serve a presigned URL of the local object store (S3 serves its own)."""
+    if not isinstance(store, LocalObjectStore) or not store.verify_presigned(
+        key, expires, signature
+    ):
+        raise PermissionDeniedError("the presigned URL is invalid or has expired")
+    try:
+        stored = store.stat(key)
+    except ObjectNotFoundError as error:
+        raise NotFoundError("object", key) from error
+    return StreamingResponse(
+        store.open_stream(key),
+        headers={"Content-Length": str(stored.size)},
+        media_type="application/octet-stream",
     )

@@ -1,0 +1,444 @@
+"""The trade through the HTTP API of a running exchange, on the embedded and the real backends.
+
+One module-scoped trade walks the whole path (organisations → upload → curation on the worker →
+card → listing → license → download → training → certificate); the tests then check what it
+left behind, and what the API refuses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import create_engine, text
+
+from curation.writers import ShardInfo, version_content_hash
+from marketplace.certificates import CertificateError, load_public_key, verify_certificate
+from marketplace.client import AidxClient, ApiError
+from tests.conftest import Exchange
+
+OVERLAP = 40
+TRAINING = {"max_steps": 6, "batch_size": 4, "max_seq_len": 128}
+
+
+def _error(response: httpx.Response) -> dict[str, Any]:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert body["error"]["message"], body
+    return dict(body["error"])
+
+
+@pytest.fixture(scope="module")
+def trade(
+    exchange: Exchange, gsm8k_train: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    ids: dict[str, Any] = {}
+    with exchange.client() as anonymous:
+        operator = anonymous.bootstrap(exchange.bootstrap_token, "Operator")
+    ids["operator_key"] = operator["api_key"]["api_key"]
+    with exchange.client(ids["operator_key"]) as client:
+        contributor = client.create_organization("Contributor Co", ["contributor"])
+        buyer = client.create_organization("Buyer Lab", ["buyer"])
+        outsider = client.create_organization("Other Lab", ["buyer", "researcher"])
+    for name, org in (("contributor", contributor), ("buyer", buyer), ("outsider", outsider)):
+        ids[name], ids[f"{name}_key"] = org["id"], org["api_key"]["api_key"]
+
+    scratch = tmp_path_factory.mktemp("trade")
+    small = scratch / "gsm8k_part.jsonl"
+    lines = gsm8k_train.read_bytes().splitlines(keepends=True)[:400]
+    small.write_bytes(b"".join(lines))
+    overlap = scratch / "gsm8k_again.jsonl"
+    overlap.write_bytes(b"".join(lines[:OVERLAP]))
+
+    seller = exchange.client(ids["contributor_key"])
+    dataset = seller.create_dataset(name="gsm8k-part", license="mit", language=["en"])
+    ids["dataset"] = dataset["id"]
+    ids["uploads"] = [seller.upload(dataset["id"], small), seller.upload(dataset["id"], overlap)]
+    run = seller.start_curation(dataset["id"])
+    run = seller.wait_for(f"/v1/curation-runs/{run['id']}", done=("succeeded", "failed"))
+    assert run["status"] == "succeeded", run["error"]
+    ids["run"] = run
+    ids["version"] = seller.version(run["version_id"])
+    listing = seller.submit_listing(
+        version_id=run["version_id"], title="GSM8K part", summary="math word problems",
+        price_amount=50_000, currency="CNY",
+    )  # fmt: skip
+    exchange.client(ids["operator_key"]).review_listing(listing["id"], "approve")
+    ids["listing"] = listing["id"]
+
+    buyer_client = exchange.client(ids["buyer_key"])
+    ids["idempotency_key"] = uuid.uuid4().hex
+    ids["license"] = buyer_client.license(listing["id"], idempotency_key=ids["idempotency_key"])
+    job = buyer_client.submit_training_job(run["version_id"], TRAINING)
+    ids["job"] = buyer_client.wait_for(
+        f"/v1/training-jobs/{job['id']}", done=("succeeded", "failed", "cancelled"), timeout=300
+    )
+    return ids
+
+
+def http(exchange: Exchange, key: str | None = None) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=exchange.base_url, headers=headers, timeout=60)
+
+
+# The path -------------------------------------------------------------------------------------
+
+
+def test_curation_publishes_deduplicated_parquet_with_provenance(
+    exchange: Exchange, trade: dict[str, Any], tmp_path: Path
+) -> None:
+    version = trade["version"]
+    assert trade["run"]["report"]["rows_in"] == 400 + OVERLAP
+    assert version["num_rows"] == 400  # the re-delivered rows were exact duplicates
+    assert version["files"] and all(f["path"].endswith(".parquet") for f in version["files"])
+    with exchange.client(trade["buyer_key"]) as buyer:
+        path = tmp_path / "shard.parquet"
+        buyer.download(version["id"], version["files"][0]["path"], path)
+    table = pq.read_table(path)
+    assert {"question", "answer", "_contributor", "_source_file", "_source_row"} <= set(
+        table.column_names
+    )
+    assert set(table.column("_contributor").to_pylist()) == {"Contributor Co"}
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
+
+
+def test_downloaded_bytes_match_the_version_hashes(
+    exchange: Exchange, trade: dict[str, Any], tmp_path: Path
+) -> None:
+    version = trade["version"]
+    shards = []
+    with exchange.client(trade["buyer_key"]) as buyer:
+        for file in version["files"]:
+            digest = buyer.download(version["id"], file["path"], tmp_path / file["path"])
+            assert digest == file["sha256"]
+            assert (tmp_path / file["path"]).stat().st_size == file["num_bytes"]
+            shards.append(ShardInfo(file["path"], file["num_rows"], file["num_bytes"], digest))
+    assert version_content_hash(shards) == version["content_hash"]
+
+
+def test_range_requests_and_presigned_urls_serve_the_same_bytes(
+    exchange: Exchange, trade: dict[str, Any], tmp_path: Path
+) -> None:
+    version = trade["version"]
+    file = version["files"][0]
+    with http(exchange, trade["buyer_key"]) as client:
+        whole = client.get(f"/v1/versions/{version['id']}/files/{file['path']}")
+        assert whole.status_code == 200
+        assert hashlib.sha256(whole.content).hexdigest() == file["sha256"]
+        part = client.get(
+            f"/v1/versions/{version['id']}/files/{file['path']}", headers={"Range": "bytes=4-99"}
+        )
+        assert part.status_code == 206
+        assert part.content == whole.content[4:100]
+        urls = client.get(f"/v1/versions/{version['id']}/download-urls").json()
+    assert [url["path"] for url in urls] == [f["path"] for f in version["files"]]
+    fetched = httpx.get(urls[0]["url"], timeout=30)  # no API key: the URL itself is the grant
+    assert fetched.status_code == 200
+    assert hashlib.sha256(fetched.content).hexdigest() == file["sha256"]
+    if exchange.backend == "embedded":  # moto's server does not check S3 signatures
+        tampered = urls[0]["url"].replace("signature=", "signature=0")
+        assert httpx.get(tampered, timeout=30).status_code == 403
+
+
+def test_the_card_is_a_hugging_face_readme_of_this_version(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    from huggingface_hub import DatasetCard
+
+    with exchange.client(trade["buyer_key"]) as buyer:
+        text = buyer.card(trade["version"]["id"])
+    card = DatasetCard(text)
+    assert card.data.license == "mit"
+    assert trade["version"]["content_hash"] in text
+    examples = card.data.dataset_info["splits"][0]["num_examples"]
+    assert examples == trade["version"]["num_rows"]
+
+
+def test_catalog_lists_the_approved_listing_and_search_filters(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    with exchange.client(trade["outsider_key"]) as client:
+        assert trade["listing"] in [entry["id"] for entry in client.catalog()["data"]]
+        assert trade["listing"] in [
+            entry["id"] for entry in client.catalog("word problems")["data"]
+        ]
+        assert client.catalog("no such words anywhere")["count"] == 0
+
+
+def test_license_grants_an_entitlement_and_a_retry_returns_the_same_license(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    license_ = trade["license"]
+    assert license_["entitlement"]["version_id"] == trade["version"]["id"]
+    assert sorted(license_["entitlement"]["uses"]) == ["download", "training"]
+    with http(exchange, trade["buyer_key"]) as client:
+        retry = client.post(
+            "/v1/licenses",
+            json={"listing_id": trade["listing"]},
+            headers={"Idempotency-Key": trade["idempotency_key"]},
+        )
+        assert retry.status_code == 200
+        assert retry.json()["id"] == license_["id"]
+        other = client.post(
+            "/v1/licenses",
+            json={"listing_id": trade["listing"], "uses": ["download"]},
+            headers={"Idempotency-Key": trade["idempotency_key"]},
+        )
+        assert other.status_code == 409
+        assert "Idempotency-Key" in _error(other)["message"]
+        entitlements = client.get("/v1/entitlements").json()
+    assert [entitlement["license_id"] for entitlement in entitlements] == [license_["id"]]
+
+
+def test_training_job_reports_events_and_stores_loadable_weights(
+    exchange: Exchange, trade: dict[str, Any], tmp_path: Path
+) -> None:
+    job = trade["job"]
+    assert job["status"] == "succeeded", job["error"]
+    assert job["trained_tokens"] > 0
+    with exchange.client(trade["buyer_key"]) as buyer:
+        events = buyer.training_events(job["id"])
+    types = [event["type"] for event in events]
+    assert types[0] == "started" and types[-1] == "completed" and "progress" in types
+    assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
+    question = json.loads(
+        (Path(__file__).parents[1] / "fixtures/data/gsm8k_train.jsonl").open().readline()
+    )["question"]
+    assert question[:40] not in json.dumps(events)  # metrics only, never rows
+
+    store = exchange.store
+    model_dir = tmp_path / "model"
+    for artifact in job["artifacts"]:
+        target = model_dir / artifact["path"]
+        store.download_to(artifact["key"], target)
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == artifact["sha256"]
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    assert model.num_parameters() > 0
+
+
+def test_certificate_verifies_offline_and_tampering_is_detected(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    with exchange.client(trade["buyer_key"]) as buyer:
+        certificate = buyer.certificate(trade["license"]["id"])
+        key = load_public_key(buyer.signing_key()["public_key_pem"])
+    payload = verify_certificate(certificate, key)
+    assert payload["license_id"] == trade["license"]["id"]
+    assert payload["buyer"]["organization_id"] == trade["buyer"]
+    assert payload["seller"]["organization_id"] == trade["contributor"]
+    assert payload["dataset"]["content_hash"] == trade["version"]["content_hash"]
+    assert payload["price"] == {"amount": 50_000, "currency": "CNY"}
+    certificate["payload"]["price"]["amount"] = 1
+    with pytest.raises(CertificateError):
+        verify_certificate(certificate, key)
+
+
+def test_api_keys_and_bootstrap_token_are_not_stored_in_clear(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    engine = create_engine(exchange.settings.resolved_database_url)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT prefix, secret_hash FROM api_keys")).all()
+        dump = json.dumps([list(row) for row in rows])
+    engine.dispose()
+    assert len(rows) == 4
+    for key in (trade["operator_key"], trade["contributor_key"], trade["buyer_key"]):
+        assert key not in dump
+        assert hashlib.sha256(key.encode()).hexdigest() in dump
+
+
+def test_every_state_change_is_in_the_audit_trail(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    engine = create_engine(exchange.settings.resolved_database_url)
+    with engine.connect() as connection:
+        actions = {row[0] for row in connection.execute(text("SELECT action FROM audit_events"))}
+    engine.dispose()
+    assert {
+        "organization.created", "dataset.created", "upload.created", "curation_run.queued",
+        "dataset_version.published", "listing.submitted", "listing.listed", "license.concluded",
+        "training_job.queued", "training_job.succeeded",
+    } <= actions  # fmt: skip
+
+
+# What the API refuses -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("filename", "content", "expected"),
+    [
+        ("broken.jsonl", b'{"question": "ok"}\n{"question": \n', "line 2"),
+        ("image.jsonl", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 1"),
+        ("ragged.csv", b"a,b\n1,2\n3,4,5\n", "ragged.csv"),
+        ("truncated.parquet", b"PAR1\x00\x00garbage", "truncated.parquet"),
+        ("empty.jsonl", b"", "empty.jsonl"),
+        ("notes.docx", b"hello", "notes.docx"),
+    ],
+)
+def test_invalid_uploads_are_refused_and_nothing_is_stored(
+    exchange: Exchange, trade: dict[str, Any], filename: str, content: bytes, expected: str
+) -> None:
+    store = exchange.store
+    before = sorted(obj.key for obj in store.list())
+    with http(exchange, trade["contributor_key"]) as client:
+        uploads_before = client.get(f"/v1/datasets/{trade['dataset']}/uploads").json()
+        response = client.post(
+            f"/v1/datasets/{trade['dataset']}/uploads",
+            files={"file": (filename, io.BytesIO(content))},
+        )
+        assert response.status_code == 422
+        assert expected in _error(response)["message"]
+        assert client.get(f"/v1/datasets/{trade['dataset']}/uploads").json() == uploads_before
+    assert sorted(obj.key for obj in store.list()) == before
+
+
+def test_missing_malformed_wrong_and_revoked_keys_get_401(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    with http(exchange) as client:
+        assert "Authorization" in _error(client.get("/v1/me"))["message"]
+        for header in ("Basic abc", "Bearer nonsense", "Bearer aidx_000000000000_wrong"):
+            response = client.get("/v1/me", headers={"Authorization": header})
+            assert response.status_code == 401, header
+            assert response.headers["www-authenticate"] == "Bearer"
+    with http(exchange, trade["outsider_key"]) as client:
+        created = client.post(f"/v1/organizations/{trade['outsider']}/api-keys", json={}).json()
+    with http(exchange, created["api_key"]) as client:
+        assert client.get("/v1/me").status_code == 200
+        assert client.delete(f"/v1/api-keys/{created['id']}").status_code == 200
+        response = client.get("/v1/me")
+        assert response.status_code == 401
+        assert "revoked" in _error(response)["message"]
+
+
+def test_another_organisations_objects_are_not_found(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    with http(exchange, trade["outsider_key"]) as client:
+        for path in (
+            f"/v1/datasets/{trade['dataset']}",
+            f"/v1/datasets/{trade['dataset']}/uploads",
+            f"/v1/curation-runs/{trade['run']['id']}",
+            f"/v1/licenses/{trade['license']['id']}",
+            f"/v1/training-jobs/{trade['job']['id']}",
+            f"/v1/organizations/{trade['buyer']}",
+        ):
+            response = client.get(path)
+            assert response.status_code == 404, path
+            assert "not found" in _error(response)["message"]
+        upload = client.post(
+            f"/v1/datasets/{trade['dataset']}/uploads",
+            files={"file": ("x.jsonl", io.BytesIO(b'{"a": 1}\n'))},
+        )
+        assert upload.status_code in (403, 404)
+        # Listed metadata is public, but the bytes need a download entitlement.
+        version = trade["version"]
+        assert client.get(f"/v1/versions/{version['id']}").status_code == 200
+        response = client.get(f"/v1/versions/{version['id']}/files/{version['files'][0]['path']}")
+        assert response.status_code == 403
+        assert "entitlement" in _error(response)["message"]
+
+
+def test_unknown_ids_name_the_id(exchange: Exchange, trade: dict[str, Any]) -> None:
+    with http(exchange, trade["buyer_key"]) as client:
+        for path in ("/v1/versions/dv_nope", "/v1/listings/lst_nope", "/v1/training-jobs/ftjob_x"):
+            response = client.get(path)
+            assert response.status_code == 404
+            assert path.rsplit("/", 1)[1] in _error(response)["message"]
+
+
+def test_roles_are_enforced(exchange: Exchange, trade: dict[str, Any]) -> None:
+    with http(exchange, trade["buyer_key"]) as client:
+        response = client.post("/v1/datasets", json={"name": "x", "license": "mit"})
+        assert response.status_code == 403
+        assert "contributor" in _error(response)["message"]
+        assert (
+            client.post("/v1/organizations", json={"name": "y", "roles": ["buyer"]}).status_code
+            == 403
+        )
+    with http(exchange, trade["contributor_key"]) as client:
+        review = client.post(
+            f"/v1/listings/{trade['listing']}/review", json={"decision": "approve"}
+        )
+        assert review.status_code == 403
+        own = client.post(
+            "/v1/licenses", json={"listing_id": trade["listing"]}, headers={"Idempotency-Key": "k"}
+        )
+        assert own.status_code == 403  # contributors are not buyers
+
+
+def test_bootstrap_happens_once_and_needs_the_token(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    with http(exchange) as client:
+        body = {"organization_name": "Second Operator"}
+        wrong = client.post("/v1/bootstrap", json=body, headers={"X-Bootstrap-Token": "wrong"})
+        assert wrong.status_code == 401
+        again = client.post(
+            "/v1/bootstrap", json=body, headers={"X-Bootstrap-Token": exchange.bootstrap_token}
+        )
+        assert again.status_code == 409
+
+
+def test_training_needs_a_training_entitlement_and_valid_params(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    version_id = trade["version"]["id"]
+    with http(exchange, trade["outsider_key"]) as client:
+        response = client.post("/v1/training-jobs", json={"version_id": version_id, "params": {}})
+        assert response.status_code == 403
+        assert "training entitlement" in _error(response)["message"]
+    with http(exchange, trade["buyer_key"]) as client:
+        for params, field in (
+            ({"max_steps": 0}, "max_steps"),
+            ({"learning_rate": "fast"}, "learning_rate"),
+            ({"surprise": 1}, "surprise"),
+            ({"base_model": "../../etc"}, "base_model"),
+            ({"base_model": "not-installed"}, "not-installed"),
+        ):
+            response = client.post(
+                "/v1/training-jobs", json={"version_id": version_id, "params": params}
+            )
+            assert response.status_code == 422, params
+            assert field in _error(response)["message"], params
+
+
+def test_request_bodies_are_validated_with_field_names(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    with http(exchange, trade["contributor_key"]) as client:
+        response = client.post("/v1/datasets", json={"name": "ok", "license": "not-a-license"})
+        assert response.status_code == 422
+        assert "not-a-license" in _error(response)["message"]
+        response = client.post(
+            "/v1/listings",
+            json={"version_id": trade["version"]["id"], "title": "t", "price_amount": -5},
+        )
+        assert response.status_code == 422
+        assert "price_amount" in _error(response)["message"]
+        response = client.post(
+            f"/v1/datasets/{trade['dataset']}/curation-runs", json={"recipe": "nope"}
+        )
+        assert response.status_code == 422
+        assert "nope" in _error(response)["message"]
+
+
+def test_client_raises_api_errors_with_code_and_message(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    with (
+        AidxClient(exchange.base_url, trade["buyer_key"]) as client,
+        pytest.raises(ApiError) as error,
+    ):
+        client.version("dv_missing")
+    assert error.value.status_code == 404
+    assert error.value.code == "not_found"
