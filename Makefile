@@ -28,6 +28,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/aidx demo
 
 test: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 
 lint: $(VENV)/.installed-test

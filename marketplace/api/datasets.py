@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, UploadFile

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import text
 
-from marketplace import schemas
 from infra.storage import LocalObjectStore, ObjectNotFoundError
+from marketplace import schemas
 from marketplace.api.deps import SessionDep, SettingsDep, SigningKeyDep, StoreDep
 from marketplace.api.organizations import organization_created
 from marketplace.certificates import ALGORITHM, key_id, public_key_pem

@@ -170,14 +170,13 @@ def _certificate(
 
 def get_license(session: Session, *, actor: Principal, license_id: str) -> License:
     license_ = session.get(License, license_id)
-    if (
-        license_ is None
-        or (actor.organization_id
+    if license_ is None or (
+        actor.organization_id
         not in (
             license_.buyer_organization_id,
             license_.seller_organization_id,
         )
-        and not actor.is_operator)
+        and not actor.is_operator
     ):
         raise NotFoundError("license", license_id)
     return license_
