@@ -7,6 +7,7 @@ Engines are created on first use for a URL and cached, never at import time.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -139,6 +140,10 @@ def upgrade_database(settings: Settings | None = None, revision: str = "head") -
     command.upgrade(alembic_config(settings), revision)
 
 
+MODEL_MODULES = ("marketplace.models", "curation.models", "training_jobs.models")
+
+
 def import_all_models() -> None:
     """Import every package's models so ``Base.metadata`` is complete."""
-    import training_jobs.models  # noqa: F401
+    for module in MODEL_MODULES:
+        importlib.import_module(module)

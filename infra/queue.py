@@ -11,11 +11,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from celery import Celery, Task
 from celery.signals import worker_process_init
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import sqlalchemy as kombu_sqlalchemy
 
@@ -29,7 +29,7 @@ TASK_MODULES = ("curation.tasks", "training_jobs.tasks")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _SQLChannel(kombu_sqlalchemy.Channel):  # type: ignore[misc]
+class _SQLChannel(kombu_sqlalchemy.Channel):
     """kombu's SQL channel hands every transport option to ``create_engine``; keep ours out."""
 
     def _engine_from_config(self) -> Any:
@@ -49,7 +49,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class SQLTransport(kombu_sqlalchemy.Transport):  # type: ignore[misc]
+class SQLTransport(kombu_sqlalchemy.Transport):
     """The embedded broker: kombu's SQLAlchemy transport with a working ``polling_interval``."""
 
     Channel = _SQLChannel
@@ -70,7 +70,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": settings.resolved_result_backend,
         "broker_transport_options": transport_options,
         "broker_connection_retry_on_startup": True,
-        "task_queues": [Queue(name, Exchange(name), routing_key=name) for name in QUEUES],
+        "task_queues": [
+            Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
+            for name in QUEUES
+        ],
         "task_default_queue": "curation",
         "task_routes": {f"{name}.*": {"queue": name, "routing_key": name} for name in QUEUES},
         "task_serializer": "json",
@@ -87,6 +90,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
     }
     if settings.uses_embedded_broker:
+        settings.home_dir.mkdir(parents=True, exist_ok=True)  # SQLite creates files, not folders
         # kombu's SQL transport has no fan-out exchange, so remote control is off there.
         config["worker_enable_remote_control"] = False
         config["worker_send_task_events"] = False
@@ -100,9 +104,14 @@ app.add_defaults(lambda: celery_config(get_settings()))
 
 
 def task(*, name: str, queue: str, idempotent: bool, **options: Any) -> Callable[[F], F]:
-    """The house task decorator: an explicit name, a queue, acks_late only when idempotent."""
+    """The house task decorator: an explicit name, a queue, acks_late only when idempotent.
+
+    Routing is by name (``task_routes``), so the name must start with the queue's name.
+    """
     if queue not in QUEUES:
         raise ValueError(f"unknown queue {queue!r}; known: {', '.join(QUEUES)}")
+    if not name.startswith(f"{queue}."):
+        raise ValueError(f"task {name!r} must be named '{queue}.<name>' to be routed to {queue}")
 
     def decorate(func: F) -> F:
         @functools.wraps(func)
@@ -113,14 +122,14 @@ def task(*, name: str, queue: str, idempotent: bool, **options: Any) -> Callable
             return result
 
         registered: Task[Any, Any] = app.task(
-            name=name, queue=queue, acks_late=idempotent, bind=False, **options
+            name=name, acks_late=idempotent, bind=False, **options
         )(logged)
-        return registered  # type: ignore[return-value]
+        return cast(F, registered)
 
     return decorate
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # type: ignore[untyped-decorator]
 def _fresh_connections_after_fork(**_kwargs: Any) -> None:
     from infra.db import dispose_engines
 

@@ -63,8 +63,8 @@ def load_or_create_signing_key(path: Path, *, create: bool) -> Ed25519PrivateKey
     if path.exists():
         try:
             key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except ValueError as error:
-            raise CertificateError(f"{path}: not a PEM private key ({error})") from error
+        except (ValueError, TypeError) as error:  # TypeError: the key needs a passphrase
+            raise CertificateError(f"{path}: not a usable PEM private key ({error})") from error
         if not isinstance(key, Ed25519PrivateKey):
             raise CertificateError(f"{path}: the signing key must be Ed25519")
         return key
@@ -123,6 +123,8 @@ def verify_certificate(certificate: Any, public_key: Ed25519PublicKey) -> dict[s
     payload = certificate["payload"]
     if not isinstance(payload, dict):
         raise CertificateError("certificate payload must be a JSON object")
+    if not isinstance(certificate["signature"], str):
+        raise CertificateError("certificate signature must be a base64 string")
     try:
         signature = base64.b64decode(certificate["signature"], validate=True)
         public_key.verify(signature, canonical_json(payload))

@@ -12,6 +12,7 @@ from marketplace.models import ROLES
 
 Role = Literal["contributor", "buyer", "researcher", "operator", "auditor", "regulator"]
 Use = Literal["download", "training"]
+USES: tuple[Use, ...] = ("download", "training")
 assert set(ROLES) == set(Role.__args__)  # type: ignore[attr-defined]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,199}$")
@@ -189,7 +190,7 @@ class ListingCreate(Strict):
     price_amount: int = Field(ge=0, le=10**12, description="Price in minor units (cents, fen).")
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     license_template: str = Field(default="aidx-ai-training-v1", max_length=64)
-    allowed_uses: list[Use] = Field(default_factory=lambda: ["download", "training"], min_length=1)
+    allowed_uses: list[Use] = Field(default_factory=lambda: list(USES), min_length=1)
 
 
 class ListingReview(Strict):

@@ -191,6 +191,9 @@ def execute_job(job_id: str, *, settings: Settings | None = None) -> str:
         job.status, job.started_at = "running", utcnow()
         session.commit()
 
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # worker logs carry our events, not tqdm bars
     try:
         with tempfile.TemporaryDirectory(prefix="aidx-training-") as scratch:
             scratch_dir = Path(scratch)

@@ -9,8 +9,9 @@ from infra.db import Base, import_all_models
 
 import_all_models()
 target_metadata = Base.metadata
-url = context.config.get_main_option("sqlalchemy.url")
-assert url, "sqlalchemy.url must be set by infra.db.alembic_config"
+configured_url = context.config.get_main_option("sqlalchemy.url")
+assert configured_url, "sqlalchemy.url must be set by infra.db.alembic_config"
+url: str = configured_url
 
 
 def run_offline() -> None:

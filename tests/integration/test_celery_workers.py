@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,7 +56,7 @@ PROBE_TASKS = textwrap.dedent(
 
 
 @dataclass
-class Exchange:
+class Deployment:
     """Where tasks go: the settings both ends use, and how to start workers on them."""
 
     settings: Settings
@@ -82,6 +83,15 @@ class Exchange:
             stop(process)
             if process.returncode not in (0, -signal.SIGTERM):
                 print(log_path.read_text(errors="replace"))
+
+    def prepare(self) -> None:
+        """Make the home folder and let the sender create the SQL broker's and result backend's
+        tables before a worker starts, so two processes never race to create them."""
+        self.settings.home_dir.mkdir(parents=True, exist_ok=True)
+        with self.sender.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=3)
+            connection.default_channel  # noqa: B018
+        self.sender.AsyncResult("warm-up").state  # noqa: B018
 
     def send(self, name: str, x: Any) -> tuple[AsyncResult[Any], float]:
         sent_at = time.time()
@@ -122,12 +132,13 @@ def assert_ran_in_worker(value: dict[str, Any], worker: subprocess.Popen[bytes])
     assert value["pid"] == worker.pid or parent_pid(value["pid"]) == worker.pid
 
 
-def make_exchange(
+def make_deployment(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     broker_url: str | None = None,
     result_backend: str | None = None,
-) -> Iterator[Exchange]:
+) -> Deployment:
+    """Settings and worker environment for one broker; nothing is created yet."""
     for name in list(os.environ):
         if name.startswith("AIDX_"):
             monkeypatch.delenv(name)
@@ -142,30 +153,28 @@ def make_exchange(
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO_ROOT)])
 
     settings = Settings(home=home, broker_url=broker_url, result_backend=result_backend)
-    home.mkdir(parents=True)
     sender = Celery(f"sender-{secrets.token_hex(4)}", set_as_current=False)
     sender.conf.update(celery_config(settings))
-    # Let the sender create the SQL broker's and result backend's tables before a worker starts,
-    # so two processes never race to create them.
-    with sender.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=3)
-        connection.default_channel  # noqa: B018
-    sender.AsyncResult("warm-up").state  # noqa: B018
+    return Deployment(settings=settings, env=env, workdir=tmp_path, sender=sender)
+
+
+def prepared(deployment: Deployment) -> Iterator[Deployment]:
     try:
-        yield Exchange(settings=settings, env=env, workdir=tmp_path, sender=sender)
+        deployment.prepare()
+        yield deployment
     finally:
-        sender.close()
+        deployment.sender.close()
 
 
 @pytest.fixture
-def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Exchange]:
-    yield from make_exchange(tmp_path, monkeypatch)
+def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+    yield from prepared(make_deployment(tmp_path, monkeypatch))
 
 
 @pytest.fixture
-def redis_exchange(
+def redis_deployment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
-) -> Iterator[Exchange]:
+) -> Iterator[Deployment]:
     import redis
 
     client = redis.Redis.from_url(redis_url)
@@ -173,36 +182,40 @@ def redis_exchange(
         client.flushdb()
     finally:
         client.close()
-    yield from make_exchange(tmp_path, monkeypatch, broker_url=redis_url, result_backend=redis_url)
+    yield from prepared(
+        make_deployment(tmp_path, monkeypatch, broker_url=redis_url, result_backend=redis_url)
+    )
 
 
 @pytest.fixture
-def rabbitmq_exchange(
+def rabbitmq_deployment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rabbitmq_url: str
-) -> Iterator[Exchange]:
+) -> Iterator[Deployment]:
     results = f"db+sqlite:///{tmp_path / 'home' / 'results.db'}"
-    yield from make_exchange(tmp_path, monkeypatch, broker_url=rabbitmq_url, result_backend=results)
+    yield from prepared(
+        make_deployment(tmp_path, monkeypatch, broker_url=rabbitmq_url, result_backend=results)
+    )
 
 
 @pytest.fixture(
     params=[
         "embedded",
-        pytest.param("redis_exchange", marks=pytest.mark.redis, id="redis"),
-        pytest.param("rabbitmq_exchange", id="rabbitmq"),
+        pytest.param("redis_deployment", marks=pytest.mark.redis, id="redis"),
+        pytest.param("rabbitmq_deployment", id="rabbitmq"),
     ]
 )
-def exchange(request: pytest.FixtureRequest) -> Exchange:
-    chosen: Exchange = request.getfixturevalue(request.param)
+def deployment(request: pytest.FixtureRequest) -> Deployment:
+    chosen: Deployment = request.getfixturevalue(request.param)
     return chosen
 
 
-def test_worker_runs_tasks_of_both_queues(exchange: Exchange) -> None:
-    with exchange.worker() as worker:
-        training, _ = exchange.send("training.probe", 1)
-        curation, _ = exchange.send("curation.probe", 2)
+def test_worker_runs_tasks_of_both_queues(deployment: Deployment) -> None:
+    with deployment.worker() as worker:
+        training, _ = deployment.send("training.probe", 1)
+        curation, _ = deployment.send("curation.probe", 2)
 
-        trained = exchange.wait(training, worker)
-        curated = exchange.wait(curation, worker)
+        trained = deployment.wait(training, worker)
+        curated = deployment.wait(curation, worker)
 
         assert (trained["task"], trained["x"]) == ("training.probe", 1)
         assert (curated["task"], curated["x"]) == ("curation.probe", 2)
@@ -212,7 +225,7 @@ def test_worker_runs_tasks_of_both_queues(exchange: Exchange) -> None:
     assert worker.returncode == 0  # a warm shutdown on SIGTERM
 
 
-def test_embedded_broker_start_latency(embedded: Exchange) -> None:
+def test_embedded_broker_start_latency(embedded: Deployment) -> None:
     assert embedded.settings.uses_embedded_broker
     with embedded.worker() as worker:
         warm_up, _ = embedded.send("training.probe", 0)
@@ -240,7 +253,7 @@ def test_embedded_broker_start_latency(embedded: Exchange) -> None:
     )
 
 
-def test_a_training_task_waits_for_a_training_worker(embedded: Exchange) -> None:
+def test_a_training_task_waits_for_a_training_worker(embedded: Deployment) -> None:
     training, _ = embedded.send("training.probe", 7)
 
     with embedded.worker("curation") as curation_worker:
@@ -258,3 +271,24 @@ def test_a_training_task_waits_for_a_training_worker(embedded: Exchange) -> None
 
         assert trained["x"] == 7
         assert_ran_in_worker(trained, training_worker)
+
+
+def test_a_worker_started_first_on_a_fresh_home_runs_tasks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = make_deployment(tmp_path, monkeypatch)
+    shutil.rmtree(deployment.settings.home_dir, ignore_errors=True)  # the sender made it
+    try:
+        with deployment.worker() as worker:
+            deadline = time.monotonic() + 15
+            while worker.poll() is None and time.monotonic() < deadline:
+                if (deployment.settings.home_dir / "broker.db").exists():
+                    break
+                time.sleep(0.2)
+            assert worker.poll() is None, f"the worker exited with {worker.returncode}"
+
+            deployment.prepare()
+            result, _ = deployment.send("curation.probe", 3)
+            assert_ran_in_worker(deployment.wait(result, worker), worker)
+    finally:
+        deployment.sender.close()

@@ -21,10 +21,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def complete_metadata() -> sa.MetaData:
-    """Base.metadata with every model module loaded (see the xfail test on import_all_models)."""
-    import curation.models  # noqa: F401
-    import marketplace.models  # noqa: F401
-
+    """Base.metadata with every model module loaded."""
     import_all_models()
     return Base.metadata
 
@@ -165,11 +162,6 @@ def test_downgrade_to_base_removes_every_table_on_postgresql(postgres_settings: 
     assert tables == set(complete_metadata().tables) | {"alembic_version"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: import_all_models imports only training_jobs.models, so Base.metadata lacks the "
-    "marketplace and curation tables (Alembic autogenerate would propose dropping them)",
-)
 def test_import_all_models_alone_completes_the_metadata(sqlite_settings: Settings) -> None:
     upgrade_database(sqlite_settings)
     engine = connect(sqlite_settings)

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from celery import Celery
-from celery.exceptions import CDeprecationWarning
 
 from infra.config import Settings
 from infra.queue import QUEUES, celery_config, task
@@ -173,14 +172,16 @@ def test_task_decorator_refuses_an_unknown_queue() -> None:
         task(name="curation.never_registered", queue="nope", idempotent=True)
 
 
-# Registering a house task trips Celery's deprecation of the ``queue`` task attribute; the
-# xfail test below pins that, the tests here only look at what the decorator registers.
-IGNORE_QUEUE_ATTRIBUTE_DEPRECATION = pytest.mark.filterwarnings(
-    "ignore::celery.exceptions.CDeprecationWarning"
-)
+def test_task_decorator_refuses_a_name_its_queue_would_not_route() -> None:
+    with pytest.raises(ValueError, match=r"must be named 'training.<name>'"):
+        task(name="curation.misrouted", queue="training", idempotent=False)
 
 
-@IGNORE_QUEUE_ATTRIBUTE_DEPRECATION
+def routed_queue(name: str) -> str:
+    router = make_app(Settings()).amqp.router
+    return str(router.route({}, name)["queue"].name)
+
+
 def test_task_decorator_sets_acks_late_only_when_idempotent() -> None:
     suffix = secrets.token_hex(4)
 
@@ -195,34 +196,26 @@ def test_task_decorator_sets_acks_late_only_when_idempotent() -> None:
     assert idempotent.acks_late is True  # type: ignore[attr-defined]
     assert once.acks_late is False  # type: ignore[attr-defined]
     assert idempotent.name == f"curation.idempotent_{suffix}"  # type: ignore[attr-defined]
-    assert idempotent.queue == "curation"  # type: ignore[attr-defined]
-    assert once.queue == "training"  # type: ignore[attr-defined]
+    assert routed_queue(idempotent.name) == "curation"  # type: ignore[attr-defined]
+    assert routed_queue(once.name) == "training"  # type: ignore[attr-defined]
     # The wrapper still runs the function and keeps its name.
     assert idempotent(1) == 2
     assert once(3) == 6
     assert once.__name__ == "once"
 
 
-@IGNORE_QUEUE_ATTRIBUTE_DEPRECATION
 def test_the_shipped_tasks_are_on_their_queues_with_the_right_acks() -> None:
     from curation.tasks import run_curation
     from training_jobs.tasks import run_training_job
 
     assert run_curation.name == "curation.run"  # type: ignore[attr-defined]
-    assert run_curation.queue == "curation"  # type: ignore[attr-defined]
+    assert routed_queue(run_curation.name) == "curation"  # type: ignore[attr-defined]
     assert run_training_job.name == "training.run"  # type: ignore[attr-defined]
-    assert run_training_job.queue == "training"  # type: ignore[attr-defined]
+    assert routed_queue(run_training_job.name) == "training"  # type: ignore[attr-defined]
     assert run_curation.acks_late is True  # type: ignore[attr-defined]
     assert run_training_job.acks_late is False  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=CDeprecationWarning,
-    reason="the house decorator passes queue= to app.task; Celery 5.7 deprecates the 'queue' "
-    "task attribute (no effect from 6.0), so every task registration warns and a suite with "
-    "filterwarnings=error cannot register tasks",
-)
 def test_registering_a_house_task_raises_no_deprecation_warning() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
