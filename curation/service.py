@@ -29,7 +29,7 @@ from marketplace.errors import InvalidRequestError, NotFoundError
 from marketplace.models import Dataset, DatasetVersion, Organization, Upload
 from marketplace.services import audit
 from marketplace.services.datasets import get_owned_dataset
-from marketplace.services.organizations import Principal
+from marketplace.services.organizations import Principal, get_owned
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +86,7 @@ def start_curation_run(
 
 
 def get_run(session: Session, *, actor: Principal, run_id: str) -> CurationRun:
-    run = session.get(CurationRun, run_id)
-    if run is None or (run.organization_id != actor.organization_id and not actor.is_operator):
-        raise NotFoundError("curation run", run_id)
-    return run
+    return get_owned(session, CurationRun, run_id, actor=actor, kind="curation run")
 
 
 def execute_run(run_id: str, *, settings: Settings | None = None) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from marketplace.models import ROLES
 
@@ -16,6 +16,16 @@ USES: tuple[Use, ...] = ("download", "training")
 assert set(ROLES) == set(Role.__args__)  # type: ignore[attr-defined]
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-]{0,199}$")
+
+
+def _name_shape(value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise ValueError("use letters, digits, spaces, '.', '_' or '-' (max 200)")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name_shape)]
+"""The name of an organisation or dataset: starts with a letter or digit, at most 200 long."""
 
 
 class Strict(BaseModel):
@@ -48,15 +58,8 @@ class BootstrapCreate(Strict):
 
 
 class OrganizationCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     roles: list[Role] = Field(min_length=1)
-
-    @field_validator("name")
-    @classmethod
-    def _name_shape(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError("use letters, digits, spaces, '.', '_' or '-' (max 200)")
-        return value
 
 
 class OrganizationPublic(Public):
@@ -96,17 +99,10 @@ class Me(Public):
 
 
 class DatasetCreate(Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name
     description: str = Field(default="", max_length=20_000)
     license: str = Field(min_length=1, max_length=64)
     language: list[str] = Field(default_factory=list, max_length=50)
-
-    @field_validator("name")
-    @classmethod
-    def _name_shape(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError("use letters, digits, spaces, '.', '_' or '-' (max 200)")
-        return value
 
 
 class DatasetPublic(Public):

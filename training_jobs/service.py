@@ -21,11 +21,11 @@ from sqlalchemy.orm import Session
 from infra.config import Settings, get_settings
 from infra.db import new_id, session_scope, utcnow
 from infra.storage import ObjectStore, get_object_store
-from marketplace.errors import InvalidRequestError, NotFoundError
+from marketplace.errors import InvalidRequestError
 from marketplace.models import DatasetVersion
 from marketplace.services import audit
 from marketplace.services.datasets import get_visible_version
-from marketplace.services.organizations import Principal
+from marketplace.services.organizations import Principal, get_owned
 from training_jobs.errors import JobCancelled, TrainingError
 from training_jobs.governance import grant_hash, require_training_entitlement
 from training_jobs.models import TrainingJob, TrainingJobEvent
@@ -99,10 +99,7 @@ def submit_job(
 
 
 def get_job(session: Session, *, actor: Principal, job_id: str) -> TrainingJob:
-    job = session.get(TrainingJob, job_id)
-    if job is None or (job.organization_id != actor.organization_id and not actor.is_operator):
-        raise NotFoundError("training job", job_id)
-    return job
+    return get_owned(session, TrainingJob, job_id, actor=actor, kind="training job")
 
 
 def list_events(

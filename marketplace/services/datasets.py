@@ -20,7 +20,7 @@ from marketplace.errors import (
 )
 from marketplace.models import Dataset, DatasetVersion, Entitlement, Listing, Upload
 from marketplace.services import audit
-from marketplace.services.organizations import Principal
+from marketplace.services.organizations import Principal, get_owned
 
 LICENSE_IDS = frozenset(
     {
@@ -73,12 +73,7 @@ def create_dataset(
 
 def get_owned_dataset(session: Session, *, actor: Principal, dataset_id: str) -> Dataset:
     """A dataset the caller's organisation owns (operators see all); 404 for anyone else."""
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None or (
-        dataset.organization_id != actor.organization_id and not actor.is_operator
-    ):
-        raise NotFoundError("dataset", dataset_id)
-    return dataset
+    return get_owned(session, Dataset, dataset_id, actor=actor, kind="dataset")
 
 
 def list_datasets(session: Session, *, actor: Principal) -> list[Dataset]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infra.config import Settings
-from infra.db import new_id, utcnow
+from infra.db import Base, new_id, utcnow
 from marketplace import security
 from marketplace.errors import (
     AuthenticationError,
@@ -41,6 +42,28 @@ class Principal:
     @property
     def is_operator(self) -> bool:
         return "operator" in self.roles
+
+
+OwnedT = TypeVar("OwnedT", bound=Base)
+
+
+def get_owned(
+    session: Session,
+    model: type[OwnedT],
+    object_id: str,
+    *,
+    actor: Principal,
+    kind: str,
+    owner: str = "organization_id",
+) -> OwnedT:
+    """An object the caller's organisation owns (operators see all); 404 for anyone else.
+
+    Another organisation's object answers exactly like a missing one, so ids do not leak.
+    """
+    found = session.get(model, object_id)
+    if found is None or (getattr(found, owner) != actor.organization_id and not actor.is_operator):
+        raise NotFoundError(kind, object_id)
+    return found
 
 
 def authenticate(session: Session, presented_key: str) -> Principal:
@@ -138,10 +161,9 @@ def _create(
 
 
 def get_organization(session: Session, *, actor: Principal, organization_id: str) -> Organization:
-    organization = session.get(Organization, organization_id)
-    if organization is None or (organization.id != actor.organization_id and not actor.is_operator):
-        raise NotFoundError("organization", organization_id)
-    return organization
+    return get_owned(
+        session, Organization, organization_id, actor=actor, kind="organization", owner="id"
+    )
 
 
 def create_api_key(
@@ -161,9 +183,7 @@ def create_api_key(
 
 
 def revoke_api_key(session: Session, *, actor: Principal, key_id: str) -> ApiKey:
-    key = session.get(ApiKey, key_id)
-    if key is None or (key.organization_id != actor.organization_id and not actor.is_operator):
-        raise NotFoundError("api key", key_id)
+    key = get_owned(session, ApiKey, key_id, actor=actor, kind="api key")
     if key.revoked_at is None:
         key.revoked_at = utcnow()
         audit.record(

@@ -58,6 +58,24 @@ def trade(
     overlap.write_bytes(b"".join(lines[:OVERLAP]))
 
     seller = exchange.client(ids["contributor_key"])
+    buyer_client = exchange.client(ids["buyer_key"])
+    operator_client = exchange.client(ids["operator_key"])
+    try:
+        _walk_trade(ids, seller, operator_client, buyer_client, small, overlap)
+    finally:
+        for client in (seller, buyer_client, operator_client):
+            client.close()
+    return ids
+
+
+def _walk_trade(
+    ids: dict[str, Any],
+    seller: AidxClient,
+    operator: AidxClient,
+    buyer_client: AidxClient,
+    small: Path,
+    overlap: Path,
+) -> None:
     dataset = seller.create_dataset(name="gsm8k-part", license="mit", language=["en"])
     ids["dataset"] = dataset["id"]
     ids["uploads"] = [seller.upload(dataset["id"], small), seller.upload(dataset["id"], overlap)]
@@ -70,17 +88,15 @@ def trade(
         version_id=run["version_id"], title="GSM8K part", summary="math word problems",
         price_amount=50_000, currency="CNY",
     )  # fmt: skip
-    exchange.client(ids["operator_key"]).review_listing(listing["id"], "approve")
+    operator.review_listing(listing["id"], "approve")
     ids["listing"] = listing["id"]
 
-    buyer_client = exchange.client(ids["buyer_key"])
     ids["idempotency_key"] = uuid.uuid4().hex
     ids["license"] = buyer_client.license(listing["id"], idempotency_key=ids["idempotency_key"])
     job = buyer_client.submit_training_job(run["version_id"], TRAINING)
     ids["job"] = buyer_client.wait_for(
         f"/v1/training-jobs/{job['id']}", done=("succeeded", "failed", "cancelled"), timeout=300
     )
-    return ids
 
 
 def http(exchange: Exchange, key: str | None = None) -> httpx.Client:
@@ -208,9 +224,8 @@ def test_training_job_reports_events_and_stores_loadable_weights(
     types = [event["type"] for event in events]
     assert types[0] == "started" and types[-1] == "completed" and "progress" in types
     assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
-    question = json.loads(
-        (Path(__file__).parents[1] / "fixtures/data/gsm8k_train.jsonl").open().readline()
-    )["question"]
+    with (Path(__file__).parents[1] / "fixtures/data/gsm8k_train.jsonl").open() as rows:
+        question = json.loads(rows.readline())["question"]
     assert question[:40] not in json.dumps(events)  # metrics only, never rows
 
     store = exchange.store

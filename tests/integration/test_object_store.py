@@ -24,28 +24,12 @@ from infra.storage import (
     StoredObject,
     content_key,
 )
+from tests.fixtures.streams import FailingStream
 
 DATA = os.urandom(300_000)
 DATA_SHA256 = hashlib.sha256(DATA).hexdigest()
 BIG = os.urandom(12 * 1024 * 1024)  # more than two parts at the fixture's 5 MiB part size
 BIG_SHA256 = hashlib.sha256(BIG).hexdigest()
-
-
-class FailingStream(io.RawIOBase):
-    """Hands out ``good_bytes`` bytes, then breaks like a dropped connection."""
-
-    def __init__(self, good_bytes: int) -> None:
-        self.remaining = good_bytes
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self.remaining <= 0:
-            raise ConnectionResetError("client went away")
-        count = self.remaining if size < 0 else min(size, self.remaining)
-        self.remaining -= count
-        return b"y" * count
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -23,6 +23,7 @@ from infra.storage import (
     content_key,
     get_object_store,
 )
+from tests.fixtures.streams import FailingStream
 
 DATA = bytes(range(256)) * 40  # 10 240 bytes, every byte value
 DATA_SHA256 = hashlib.sha256(DATA).hexdigest()
@@ -35,23 +36,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class FailingStream(io.RawIOBase):
-    """A stream that hands out ``good_bytes`` bytes and then breaks, like a dropped upload."""
-
-    def __init__(self, good_bytes: int) -> None:
-        self.remaining = good_bytes
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int = -1) -> bytes:
-        if self.remaining <= 0:
-            raise ConnectionResetError("client went away")
-        count = self.remaining if size < 0 else min(size, self.remaining)
-        self.remaining -= count
-        return b"x" * count
 
 
 @pytest.fixture
