@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from infra.config import Settings, get_settings
 from infra.db import new_id, session_scope, utcnow
 from infra.storage import ObjectStore, get_object_store
-from marketplace.errors import InvalidRequestError
+from marketplace.errors import InvalidRequestError, PermissionDeniedError
 from marketplace.models import DatasetVersion
 from marketplace.services import audit
 from marketplace.services.datasets import get_visible_version
@@ -175,11 +175,15 @@ def execute_job(job_id: str, *, settings: Settings | None = None) -> str:
         if job.status in FINAL_STATES:
             return job.status
         # The gate again, now that the data is about to be read.
-        entitlement = require_training_entitlement(
-            session, organization_id=job.organization_id, version_id=job.version_id
-        )
-        if grant_hash(entitlement) != job.grant_hash:
-            job.status, job.error, job.finished_at = "failed", "the grant changed", utcnow()
+        try:
+            entitlement = require_training_entitlement(
+                session, organization_id=job.organization_id, version_id=job.version_id
+            )
+            refusal = None if grant_hash(entitlement) == job.grant_hash else "the grant changed"
+        except PermissionDeniedError as error:
+            refusal = error.message
+        if refusal is not None:
+            job.status, job.error, job.finished_at = "failed", refusal, utcnow()
             session.commit()
             return "failed"
         version = session.get(DatasetVersion, job.version_id)

@@ -96,9 +96,9 @@ def add_upload(
     dataset = get_owned_dataset(session, actor=actor, dataset_id=dataset_id)
     if dataset.organization_id != actor.organization_id:
         raise NotFoundError("dataset", dataset_id)
-    safe_name = Path(filename).name
-    if not safe_name or safe_name != filename.replace("\\", "/").rsplit("/", 1)[-1]:
+    if not filename or any(c in filename for c in "/\\\0") or filename in (".", ".."):
         raise InvalidRequestError(f"filename {filename!r} is not a plain file name")
+    safe_name = filename
     try:
         file_format = detect_format(safe_name)
         summary = validate_file(path, format=file_format, source_name=safe_name)

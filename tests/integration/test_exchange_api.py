@@ -20,9 +20,14 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from curation.writers import ShardInfo, version_content_hash
+from infra.db import dispose_engines, session_scope, utcnow
 from marketplace.certificates import CertificateError, load_public_key, verify_certificate
 from marketplace.client import AidxClient, ApiError
+from marketplace.models import Entitlement
 from tests.conftest import Exchange
+from training_jobs.governance import grant_hash
+from training_jobs.models import TrainingJob
+from training_jobs.service import execute_job
 
 OVERLAP = 40
 TRAINING = {"max_steps": 6, "batch_size": 4, "max_seq_len": 128}
@@ -457,3 +462,37 @@ def test_client_raises_api_errors_with_code_and_message(
         client.version("dv_missing")
     assert error.value.status_code == 404
     assert error.value.code == "not_found"
+
+
+def test_the_worker_checks_the_gate_again_and_fails_a_job_whose_grant_was_revoked(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+
+    with exchange.client(trade["operator_key"]) as operator:
+        late = operator.create_organization(f"Late Lab {uuid.uuid4().hex[:6]}", ["buyer"])
+    with exchange.client(late["api_key"]["api_key"]) as client:
+        license_ = client.license(trade["listing"])
+    settings = exchange.settings
+    # A job queued while the grant held; the entitlement is revoked before a worker takes it.
+    with session_scope(settings) as session:
+        entitlement = session.get(Entitlement, license_["entitlement"]["id"])
+        assert entitlement is not None
+        job = TrainingJob(
+            id=f"ftjob_{uuid.uuid4().hex}", organization_id=late["id"],
+            version_id=trade["version"]["id"], entitlement_id=entitlement.id,
+            grant_hash=grant_hash(entitlement), params=dict(TRAINING), status="queued",
+            artifacts=[], created_at=utcnow(),
+        )  # fmt: skip
+        session.add(job)
+        entitlement.revoked_at = utcnow()
+        session.commit()
+        job_id = job.id
+    try:
+        assert execute_job(job_id, settings=settings) == "failed"
+    finally:
+        dispose_engines()
+    with exchange.client(late["api_key"]["api_key"]) as client:
+        failed = client.request("GET", f"/v1/training-jobs/{job_id}")
+    assert failed["status"] == "failed"
+    assert "training entitlement" in failed["error"]
+    assert failed["artifacts"] == []
