@@ -128,6 +128,7 @@ def _curate_and_publish(session: Session, store: ObjectStore, run_id: str) -> No
     uploads = [session.get(Upload, upload_id) for upload_id in run.upload_ids]
     version_id = "dv_" + run.id.removeprefix("cur_")
     prefix = f"datasets/{dataset.id}/versions/{version_id}"
+    session.commit()  # end the read transaction: the work below holds no database lock
 
     with tempfile.TemporaryDirectory(prefix="aidx-curation-") as scratch:
         scratch_dir = Path(scratch)
@@ -206,6 +207,7 @@ def _curate_and_publish(session: Session, store: ObjectStore, run_id: str) -> No
         report=report,
         card=card.model_dump(mode="json"),
         card_key=card_key,
+        contributions={contributor.id: result.num_rows},  # revenue shares follow provenance
         curation_run_id=run.id,
         created_at=utcnow(),
     )

@@ -19,8 +19,10 @@ from infra.config import get_settings
 app = typer.Typer(help="aidx: an exchange for AI training data.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 cert_app = typer.Typer(help="Transaction certificates.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(cert_app, name="cert")
+app.add_typer(audit_app, name="audit")
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
@@ -176,6 +178,22 @@ def cert_verify(
     console.print(f"  dataset: {payload.get('dataset', {}).get('content_hash')}")
     price = payload.get("price", {})
     console.print(f"  price: {price.get('amount')} {price.get('currency')} (minor units)")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute every link of the audit trail; exit 1 at the first broken one."""
+    from infra.db import session_scope
+    from marketplace.services.audit import verify_chain
+
+    with session_scope() as session:
+        report = verify_chain(session)
+    if not report.intact:
+        raise _fail(
+            f"audit trail BROKEN at event {report.first_broken_seq}: {report.problem} "
+            f"({report.events} events read)"
+        )
+    console.print(f"[bold green]intact[/]: {report.events} events, head {report.head_hash}")
 
 
 @app.command()

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
 
+    # Settlement
+    platform_fee_bps: int = Field(
+        default=500, ge=0, le=10_000, description="The exchange's fee, in basis points of a sale."
+    )
+
     # Secrets
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)
     bootstrap_token: SecretStr | None = None

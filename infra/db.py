@@ -63,11 +63,23 @@ def new_id(prefix: str) -> str:
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver must not open transactions itself; _begin_immediate does, see below.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _begin_immediate(connection: Any) -> None:
+    """Take SQLite's write lock when a transaction starts, not at its first write.
+
+    Two deferred transactions that read, then write, would fail one of them with "database is
+    locked"; immediate ones queue behind each other (busy_timeout), as PostgreSQL's row locks
+    make them. Keep transactions short: long work runs outside a transaction.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 _ENGINES: dict[tuple[str, bool], Engine] = {}
@@ -82,6 +94,7 @@ def _build_engine(url: str, echo: bool) -> Engine:
             url, echo=echo, poolclass=NullPool, connect_args={"check_same_thread": False}
         )
         event.listen(engine, "connect", _on_sqlite_connect)
+        event.listen(engine, "begin", _begin_immediate)
         return engine
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
 

@@ -37,6 +37,9 @@ from marketplace.client import AidxClient, ApiError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT / "tests" / "fixtures" / "data" / "gsm8k_train.jsonl"
 OVERLAP_ROWS = 250
+PRICE = 1_999_900  # CNY 19,999.00, in fen
+TOP_UP = 2_500_000
+FEE_BPS = 500  # the default AIDX_PLATFORM_FEE_BPS
 TRAINING_PARAMS = {"max_steps": 40, "batch_size": 8, "max_seq_len": 512, "learning_rate": 2e-3}
 
 
@@ -138,13 +141,13 @@ def _walk(base_url: str, home: Path, data: Path, output: Path, console: Console)
             done("4/9 dataset card generated")
             _list(contributor, operator, buyer, ids)
             done("5/9 listing approved and in the catalog")
-            _license(buyer, ids)
-            done("6/9 licensed; entitlement granted")
+            _license(operator, buyer, contributor, ids)
+            done("6/9 licensed and settled; entitlement granted")
             _download(buyer, ids, output)
             done("7/9 downloaded; every hash matches")
             _train(buyer, ids, progress)
             done("8/9 fine-tuned on the worker; weights stored")
-            _certificate(buyer, ids, output)
+            _certificate(buyer, operator, ids, output)
             done("9/9 certificate signed and verified offline")
     except ApiError as error:
         raise DemoFailed(f"the API refused a demo step: {error}") from error
@@ -219,7 +222,7 @@ def _list(
         version_id=ids["version"],
         title="GSM8K math reasoning, curated",
         summary="Deduplicated grade-school math problems with step-by-step answers for SFT.",
-        price_amount=1_999_900,
+        price_amount=PRICE,
         currency="CNY",
     )
     operator.review_listing(listing["id"], "approve", notes="card complete; lawful source: MIT")
@@ -229,13 +232,37 @@ def _list(
     ids["listing"] = listing["id"]
 
 
-def _license(client: AidxClient, ids: dict[str, Any]) -> None:
+def _license(
+    operator: AidxClient, buyer: AidxClient, contributor: AidxClient, ids: dict[str, Any]
+) -> None:
+    operator.request(
+        "POST",
+        "/v1/ledger/top-ups",
+        json={"organization_id": ids["buyer"], "amount": TOP_UP, "currency": "CNY"},
+        headers={"Idempotency-Key": f"demo-top-up-{ids['buyer']}"},
+    )
     key = uuid.uuid4().hex
-    license_ = client.license(ids["listing"], idempotency_key=key)
-    retried = client.license(ids["listing"], idempotency_key=key)
+    license_ = buyer.license(ids["listing"], idempotency_key=key)
+    retried = buyer.license(ids["listing"], idempotency_key=key)
     if retried["id"] != license_["id"]:
         raise DemoFailed("a retried license request created a second license")
     ids["license"], ids["entitlement"] = license_["id"], license_["entitlement"]["id"]
+    buyer_balance = _balance(buyer, ids["buyer"])
+    seller_balance = _balance(contributor, ids["contributor"])
+    fee = PRICE * FEE_BPS // 10_000
+    if buyer_balance != TOP_UP - PRICE or seller_balance != PRICE - fee:
+        raise DemoFailed(
+            f"settlement is off: buyer {buyer_balance}, contributor {seller_balance} (minor units)"
+        )
+    trial = operator.request("GET", "/v1/ledger/trial-balance")
+    if not trial["balanced"]:
+        raise DemoFailed(f"the ledger does not balance: {trial}")
+    ids["balances"] = {"buyer": buyer_balance, "contributor": seller_balance, "fee": fee}
+
+
+def _balance(client: AidxClient, organization_id: str) -> int:
+    statement = client.request("GET", f"/v1/organizations/{organization_id}/statement")
+    return sum(int(account["balance"]) for account in statement["accounts"])
 
 
 def _download(client: AidxClient, ids: dict[str, Any], output: Path) -> None:
@@ -281,7 +308,9 @@ def _train(client: AidxClient, ids: dict[str, Any], progress: Progress) -> None:
     ids["training_result"] = job["result"]
 
 
-def _certificate(client: AidxClient, ids: dict[str, Any], output: Path) -> None:
+def _certificate(
+    client: AidxClient, operator: AidxClient, ids: dict[str, Any], output: Path
+) -> None:
     certificate = client.certificate(ids["license"])
     public = client.signing_key()
     certificate_path, key_path = output / "certificate.json", output / "exchange-public-key.pem"
@@ -300,6 +329,10 @@ def _certificate(client: AidxClient, ids: dict[str, Any], output: Path) -> None:
     )  # fmt: skip
     if verified.returncode != 0:
         raise DemoFailed(f"aidx cert verify refused the certificate: {verified.stderr.strip()}")
+    chain = operator.request("GET", "/v1/audit/verify")
+    if not chain["intact"]:
+        raise DemoFailed(f"the audit trail is broken: {chain}")
+    ids["audit"] = f"{chain['events']} events, hash chain intact"
     ids["certificate"] = payload["certificate_id"]
     ids["certificate_path"] = str(certificate_path)
     ids["certificate_document"] = certificate
@@ -322,10 +355,14 @@ def _summary(console: Console, ids: dict[str, Any], output: Path) -> None:
         ("content hash", ids["content_hash"]),
         ("listing", ids["listing"]),
         ("license", ids["license"]),
+        ("settlement (fen)", f"buyer balance {ids['balances']['buyer']}, contributor "
+                             f"{ids['balances']['contributor']}, platform fee "
+                             f"{ids['balances']['fee']}"),
         ("entitlement", ids["entitlement"]),
         ("training job", f"{ids['training_job']} (loss {result['first_loss']:.3f} -> "
                          f"{result['final_loss']:.3f}, {result['trained_tokens']} tokens)"),
         ("certificate", ids["certificate"]),
+        ("audit trail", ids["audit"]),
     ]  # fmt: skip
     for name, value in rows:
         table.add_row(name, str(value))

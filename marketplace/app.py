@@ -10,7 +10,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infra.config import Settings
-from marketplace.api import datasets, licenses, listings, organizations, system, training_jobs
+from marketplace.api import (
+    datasets,
+    ledger,
+    licenses,
+    listings,
+    organizations,
+    system,
+    training_jobs,
+)
 from marketplace.errors import MarketplaceError
 
 
@@ -50,6 +58,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         return _error(error.status_code, "http_error", str(error.detail))
 
-    for module in (system, organizations, datasets, listings, licenses, training_jobs):
+    for module in (system, organizations, datasets, listings, licenses, ledger, training_jobs):
         app.include_router(module.router)
     return app

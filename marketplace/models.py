@@ -84,6 +84,7 @@ class DatasetVersion(Base):
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     card: Mapped[dict[str, Any]] = mapped_column(JSON)
     card_key: Mapped[str] = mapped_column(String(1024))
+    contributions: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
     curation_run_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -157,14 +158,71 @@ class Certificate(Base):
 
 
 class AuditEvent(Base):
-    """An append-only record of who did what to which object."""
+    """An append-only, hash-chained record of who did what to which object.
+
+    ``hash`` = SHA-256 of the previous event's hash and this event's canonical JSON, so altering
+    or deleting any row breaks every link after it (``aidx audit verify`` finds the first).
+    """
 
     __tablename__ = "audit_events"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     actor_organization_id: Mapped[str | None] = mapped_column(String(40))
     action: Mapped[str] = mapped_column(String(64))
     object_type: Mapped[str] = mapped_column(String(40))
     object_id: Mapped[str] = mapped_column(String(40), index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's head: one row, locked by every writer so links are made one at a time."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Account(Base):
+    """A ledger account: an organisation's balance, escrow, the platform's fees, or the outside."""
+
+    __tablename__ = "accounts"
+    __table_args__ = (UniqueConstraint("kind", "organization_id", "currency"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # organization | platform_fee | external
+    organization_id: Mapped[str | None] = mapped_column(ForeignKey("organizations.id"))
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerTransaction(Base):
+    """One movement of money; its entries sum to zero."""
+
+    __tablename__ = "ledger_transactions"
+    __table_args__ = (UniqueConstraint("idempotency_scope", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # top_up | purchase | payout
+    currency: Mapped[str] = mapped_column(String(3))
+    reference_type: Mapped[str | None] = mapped_column(String(40))
+    reference_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    memo: Mapped[str] = mapped_column(Text, default="")
+    idempotency_scope: Mapped[str] = mapped_column(String(80))
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    transaction_id: Mapped[str] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units; credit > 0, debit < 0

@@ -293,3 +293,31 @@ class TrainingJobEventPublic(Public):
 class TrainingJobEventsPublic(Public):
     data: list[TrainingJobEventPublic]
     count: int
+
+
+# Settlement and audit ------------------------------------------------------------------------
+
+
+class TransferCreate(Strict):
+    organization_id: str
+    amount: int = Field(gt=0, le=10**13, description="Minor units (cents, fen).")
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    memo: str = Field(default="", max_length=500)
+
+
+class LedgerTransactionPublic(Public):
+    id: str
+    kind: str
+    currency: str
+    reference_type: str | None
+    reference_id: str | None
+    memo: str
+    created_at: dt.datetime
+
+
+class AuditChainPublic(BaseModel):
+    intact: bool
+    events: int
+    head_hash: str
+    first_broken_seq: int | None
+    problem: str | None

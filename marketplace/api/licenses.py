@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from marketplace import schemas
-from marketplace.api.deps import CurrentPrincipal, SessionDep, SigningKeyDep
+from marketplace.api.deps import CurrentPrincipal, SessionDep, SettingsDep, SigningKeyDep
 from marketplace.models import License
 from marketplace.services import licensing
 
@@ -36,6 +36,7 @@ def license_listing(
     session: SessionDep,
     principal: CurrentPrincipal,
     signing_key: SigningKeyDep,
+    settings: SettingsDep,
     idempotency_key: Annotated[str, Header()],
 ) -> JSONResponse:
     """License a listed dataset version; a retry with the same Idempotency-Key is answered 200."""
@@ -46,6 +47,7 @@ def license_listing(
         uses=list(body.uses) if body.uses is not None else None,
         idempotency_key=idempotency_key,
         signing_key=signing_key,
+        platform_fee_bps=settings.platform_fee_bps,
     )
     return JSONResponse(
         _license_public(session, license_).model_dump(mode="json"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -93,24 +93,24 @@ def add_upload(
     path: Path,
 ) -> Upload:
     """Validate a raw file completely, then store it; an invalid file leaves nothing behind."""
+    if not filename or any(c in filename for c in "/\\\0") or filename in (".", ".."):
+        raise InvalidRequestError(f"filename {filename!r} is not a plain file name")
+    try:
+        file_format = detect_format(filename)
+        summary = validate_file(path, format=file_format, source_name=filename)
+    except InvalidInputError as error:
+        raise InvalidRequestError(str(error)) from error
     dataset = get_owned_dataset(session, actor=actor, dataset_id=dataset_id)
     if dataset.organization_id != actor.organization_id:
         raise NotFoundError("dataset", dataset_id)
-    if not filename or any(c in filename for c in "/\\\0") or filename in (".", ".."):
-        raise InvalidRequestError(f"filename {filename!r} is not a plain file name")
-    safe_name = filename
-    try:
-        file_format = detect_format(safe_name)
-        summary = validate_file(path, format=file_format, source_name=safe_name)
-    except InvalidInputError as error:
-        raise InvalidRequestError(str(error)) from error
+    session.commit()  # end the read transaction before the (possibly slow) object-store write
     stored = store.put_file(path)
     assert stored.sha256 is not None
     upload = Upload(
         id=new_id("up"),
         dataset_id=dataset.id,
         organization_id=actor.organization_id,
-        filename=safe_name,
+        filename=filename,
         format=file_format,
         object_key=stored.key,
         sha256=stored.sha256,
@@ -196,6 +196,28 @@ def get_visible_version(session: Session, *, actor: Principal, version_id: str) 
     if listed is None and entitled is None:
         raise NotFoundError("dataset version", version_id)
     return version
+
+
+def list_visible_versions(
+    session: Session, *, actor: Principal, dataset_id: str
+) -> list[DatasetVersion]:
+    """The versions of a dataset whose metadata the caller may see (``get_visible_version``'s
+    rule), oldest first; empty for an unknown dataset."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        return []
+    query = (
+        select(DatasetVersion)
+        .where(DatasetVersion.dataset_id == dataset_id)
+        .order_by(DatasetVersion.number)
+    )
+    if dataset.organization_id != actor.organization_id and not actor.is_operator:
+        listed = select(Listing.version_id).where(Listing.status == "listed")
+        entitled = select(Entitlement.version_id).where(
+            Entitlement.organization_id == actor.organization_id
+        )
+        query = query.where(or_(DatasetVersion.id.in_(listed), DatasetVersion.id.in_(entitled)))
+    return list(session.scalars(query))
 
 
 def version_file_for_download(

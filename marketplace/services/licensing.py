@@ -22,11 +22,12 @@ from marketplace.models import (
     Dataset,
     DatasetVersion,
     Entitlement,
+    LedgerTransaction,
     License,
     Listing,
     Organization,
 )
-from marketplace.services import audit
+from marketplace.services import audit, ledger
 from marketplace.services.organizations import Principal
 
 
@@ -42,6 +43,7 @@ def license_listing(
     uses: list[str] | None,
     idempotency_key: str,
     signing_key: Ed25519PrivateKey,
+    platform_fee_bps: int,
 ) -> tuple[License, bool]:
     """Conclude a license; ``(license, False)`` when the idempotency key replays an earlier one."""
     actor.require_role("buyer")
@@ -100,7 +102,18 @@ def license_listing(
         )
     )
     session.flush()
-    session.add(_certificate(session, license_, signing_key))
+    version = session.get(DatasetVersion, listing.version_id)
+    assert version is not None
+    settlement = ledger.settle_purchase(
+        session,
+        buyer_organization_id=actor.organization_id,
+        license_id=license_.id,
+        price=listing.price_amount,
+        currency=listing.currency,
+        contributions=version.contributions or {listing.organization_id: 1},
+        fee_bps=platform_fee_bps,
+    )
+    session.add(_certificate(session, license_, signing_key, settlement))
     audit.record(
         session,
         actor_organization_id=actor.organization_id,
@@ -130,7 +143,10 @@ def _same_request_or_conflict(previous: License, request_hash: str, key: str) ->
 
 
 def _certificate(
-    session: Session, license_: License, signing_key: Ed25519PrivateKey
+    session: Session,
+    license_: License,
+    signing_key: Ed25519PrivateKey,
+    settlement: LedgerTransaction | None,
 ) -> Certificate:
     version = session.get(DatasetVersion, license_.version_id)
     assert version is not None
@@ -157,6 +173,7 @@ def _certificate(
             "content_hash": version.content_hash,
         },
         "price": {"amount": license_.price_amount, "currency": license_.currency},
+        "settlement": {"ledger_transaction_id": settlement.id if settlement else None},
     }
     signed = sign_certificate(payload, signing_key)
     return Certificate(

@@ -96,11 +96,21 @@ def _walk_trade(
     operator.review_listing(listing["id"], "approve")
     ids["listing"] = listing["id"]
 
+    top_up(operator, ids["buyer"], 1_000_000)
     ids["idempotency_key"] = uuid.uuid4().hex
     ids["license"] = buyer_client.license(listing["id"], idempotency_key=ids["idempotency_key"])
     job = buyer_client.submit_training_job(run["version_id"], TRAINING)
     ids["job"] = buyer_client.wait_for(
         f"/v1/training-jobs/{job['id']}", done=("succeeded", "failed", "cancelled"), timeout=300
+    )
+
+
+def top_up(operator: AidxClient, organization_id: str, amount: int) -> None:
+    operator.request(
+        "POST",
+        "/v1/ledger/top-ups",
+        json={"organization_id": organization_id, "amount": amount, "currency": "CNY"},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
     )
 
 
@@ -470,6 +480,7 @@ def test_the_worker_checks_the_gate_again_and_fails_a_job_whose_grant_was_revoke
 
     with exchange.client(trade["operator_key"]) as operator:
         late = operator.create_organization(f"Late Lab {uuid.uuid4().hex[:6]}", ["buyer"])
+        top_up(operator, late["id"], 50_000)
     with exchange.client(late["api_key"]["api_key"]) as client:
         license_ = client.license(trade["listing"])
     settings = exchange.settings

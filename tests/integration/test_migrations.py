@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from infra.config import Settings
 from infra.db import Base, alembic_config, dispose_engines, import_all_models, upgrade_database
@@ -24,6 +25,12 @@ def complete_metadata() -> sa.MetaData:
     """Base.metadata with every model module loaded."""
     import_all_models()
     return Base.metadata
+
+
+def head_revision(settings: Settings) -> str:
+    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    assert head is not None
+    return head
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +76,7 @@ def test_upgrade_creates_every_model_table(settings: Settings) -> None:
                 columns = {column["name"] for column in inspector.get_columns(table.name)}
                 assert columns == set(table.columns.keys()), table.name
             version = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0001"
+            assert version.scalar_one() == head_revision(settings)
     finally:
         engine.dispose()
     assert len(metadata.tables) >= 13
@@ -126,7 +133,7 @@ def test_upgrade_is_idempotent(settings: Settings) -> None:
     try:
         with engine.connect() as connection:
             version = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
-            assert version.scalars().all() == ["0001"]
+            assert version.scalars().all() == [head_revision(settings)]
     finally:
         engine.dispose()
 

@@ -1,0 +1,323 @@
+"""Settlement: a double-entry ledger in minor units.
+
+Every movement is one ``LedgerTransaction`` whose entries sum to zero, written in the same
+database transaction as what caused it (a top-up, a purchase, a payout). Accounts: one per
+organisation and currency, the platform's fee account, and ``external`` for money entering or
+leaving the exchange (top-ups and payouts an operator records; there is no payment network).
+A purchase locks the buyer's account row, so concurrent purchases cannot overdraw it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from infra.db import new_id, utcnow
+from marketplace.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from marketplace.models import Account, LedgerEntry, LedgerTransaction, Organization
+from marketplace.services import audit
+from marketplace.services.organizations import Principal, get_organization
+
+READERS = ("operator", "auditor", "regulator")
+
+
+class InsufficientFundsError(ConflictError):
+    code = "insufficient_funds"
+
+
+def _request_hash(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def account(
+    session: Session, *, kind: str, currency: str, organization_id: str | None = None
+) -> Account:
+    """The account of that kind, organisation and currency, opened on first use."""
+    query = select(Account).where(
+        Account.kind == kind,
+        Account.currency == currency,
+        Account.organization_id.is_(None)
+        if organization_id is None
+        else Account.organization_id == organization_id,
+    )
+    found = session.scalar(query)
+    if found is not None:
+        return found
+    opened = Account(
+        id=new_id("acct"),
+        kind=kind,
+        organization_id=organization_id,
+        currency=currency,
+        created_at=utcnow(),
+    )
+    try:
+        with session.begin_nested():
+            session.add(opened)
+    except IntegrityError:  # opened concurrently by another transaction
+        found = session.scalar(query)
+        assert found is not None
+        return found
+    return opened
+
+
+def balance(session: Session, account_id: str) -> int:
+    total = session.scalar(
+        select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.account_id == account_id
+        )
+    )
+    return int(total or 0)
+
+
+def _post(
+    session: Session,
+    *,
+    kind: str,
+    currency: str,
+    entries: list[tuple[Account, int]],
+    scope: str,
+    idempotency_key: str,
+    request_hash: str,
+    reference: tuple[str, str] | None = None,
+    memo: str = "",
+) -> LedgerTransaction:
+    if sum(amount for _, amount in entries) != 0:
+        raise AssertionError(f"unbalanced ledger transaction: {entries}")
+    transaction = LedgerTransaction(
+        id=new_id("ltx"),
+        kind=kind,
+        currency=currency,
+        reference_type=reference[0] if reference else None,
+        reference_id=reference[1] if reference else None,
+        memo=memo,
+        idempotency_scope=scope,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        created_at=utcnow(),
+    )
+    session.add(transaction)
+    session.flush()
+    session.add_all(
+        LedgerEntry(transaction_id=transaction.id, account_id=acct.id, amount=amount)
+        for acct, amount in entries
+        if amount != 0
+    )
+    return transaction
+
+
+def _replayed(
+    session: Session, scope: str, key: str, request_hash: str
+) -> LedgerTransaction | None:
+    previous = session.scalar(
+        select(LedgerTransaction).where(
+            LedgerTransaction.idempotency_scope == scope,
+            LedgerTransaction.idempotency_key == key,
+        )
+    )
+    if previous is not None and previous.request_hash != request_hash:
+        raise ConflictError(f"Idempotency-Key {key!r} was already used for a different request")
+    return previous
+
+
+def _check_key(idempotency_key: str) -> None:
+    if not 1 <= len(idempotency_key) <= 128:
+        raise InvalidRequestError("the Idempotency-Key header must be 1 to 128 characters")
+
+
+def record_transfer(
+    session: Session,
+    *,
+    actor: Principal,
+    kind: str,
+    organization_id: str,
+    amount: int,
+    currency: str,
+    idempotency_key: str,
+    memo: str = "",
+) -> tuple[LedgerTransaction, bool]:
+    """An operator records money entering (``top_up``) or leaving (``payout``) an account."""
+    actor.require_role("operator")
+    _check_key(idempotency_key)
+    if kind not in ("top_up", "payout"):
+        raise InvalidRequestError(f"unknown transfer kind {kind!r}")
+    if amount <= 0:
+        raise InvalidRequestError(f"amount must be positive, got {amount}")
+    get_organization(session, actor=actor, organization_id=organization_id)
+    scope = f"{kind}:{actor.organization_id}"
+    request_hash = _request_hash(kind, organization_id, amount, currency)
+    previous = _replayed(session, scope, idempotency_key, request_hash)
+    if previous is not None:
+        return previous, False
+    holder = account(
+        session, kind="organization", organization_id=organization_id, currency=currency
+    )
+    outside = account(session, kind="external", currency=currency)
+    if kind == "payout":
+        holder = session.get(Account, holder.id, with_for_update=True) or holder
+        available = balance(session, holder.id)
+        if available < amount:
+            raise InsufficientFundsError(
+                f"payout of {amount} {currency} exceeds the balance of {available} {currency}"
+            )
+    sign = 1 if kind == "top_up" else -1
+    transaction = _post(
+        session,
+        kind=kind,
+        currency=currency,
+        entries=[(holder, sign * amount), (outside, -sign * amount)],
+        scope=scope,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        reference=("organization", organization_id),
+        memo=memo,
+    )
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action=f"ledger.{kind}",
+        object_type="ledger_transaction",
+        object_id=transaction.id,
+        organization_id=organization_id,
+        amount=amount,
+        currency=currency,
+    )
+    session.commit()
+    return transaction, True
+
+
+def split(amount: int, weights: dict[str, int]) -> dict[str, int]:
+    """Split ``amount`` by ``weights`` exactly (largest remainder; ties by key)."""
+    total = sum(weights.values())
+    if amount == 0 or total <= 0:
+        return dict.fromkeys(weights, 0)
+    shares = {key: amount * weight // total for key, weight in weights.items()}
+    remainders = sorted(weights, key=lambda key: (-(amount * weights[key] % total), key))
+    for key in remainders[: amount - sum(shares.values())]:
+        shares[key] += 1
+    return shares
+
+
+def settle_purchase(
+    session: Session,
+    *,
+    buyer_organization_id: str,
+    license_id: str,
+    price: int,
+    currency: str,
+    contributions: dict[str, int],
+    fee_bps: int,
+) -> LedgerTransaction | None:
+    """Move the price from the buyer to the contributors and the platform; caller commits."""
+    if price == 0:
+        return None
+    buyer = account(
+        session, kind="organization", organization_id=buyer_organization_id, currency=currency
+    )
+    buyer = session.get(Account, buyer.id, with_for_update=True) or buyer
+    available = balance(session, buyer.id)
+    if available < price:
+        raise InsufficientFundsError(
+            f"the price is {price} {currency}; your balance is {available} {currency} "
+            "(an operator records top-ups)"
+        )
+    fee = price * fee_bps // 10_000
+    entries: list[tuple[Account, int]] = [
+        (buyer, -price),
+        (account(session, kind="platform_fee", currency=currency), fee),
+    ]
+    for organization_id, share in sorted(split(price - fee, contributions).items()):
+        holder = account(
+            session, kind="organization", organization_id=organization_id, currency=currency
+        )
+        entries.append((holder, share))
+    return _post(
+        session,
+        kind="purchase",
+        currency=currency,
+        entries=entries,
+        scope=f"purchase:{buyer_organization_id}",
+        idempotency_key=license_id,
+        request_hash=_request_hash(license_id),
+        reference=("license", license_id),
+    )
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    transaction_id: str
+    kind: str
+    at: str
+    amount: int
+    memo: str
+    reference_type: str | None
+    reference_id: str | None
+
+
+def statement(session: Session, *, actor: Principal, organization_id: str) -> dict[str, Any]:
+    """Balances and entries of an organisation, for itself and for supervisors."""
+    if organization_id != actor.organization_id and not actor.roles.intersection(READERS):
+        raise PermissionDeniedError("only the organisation itself or a supervisor may read this")
+    if session.get(Organization, organization_id) is None:
+        raise NotFoundError("organization", organization_id)
+    accounts = session.scalars(
+        select(Account).where(Account.organization_id == organization_id).order_by(Account.currency)
+    ).all()
+    result: dict[str, Any] = {"organization_id": organization_id, "accounts": []}
+    for acct in accounts:
+        rows = session.execute(
+            select(LedgerEntry.amount, LedgerTransaction)
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+            .where(LedgerEntry.account_id == acct.id)
+            .order_by(LedgerTransaction.created_at, LedgerEntry.id)
+        ).all()
+        lines = [
+            StatementLine(
+                transaction_id=tx.id,
+                kind=tx.kind,
+                at=tx.created_at.isoformat(),
+                amount=amount,
+                memo=tx.memo,
+                reference_type=tx.reference_type,
+                reference_id=tx.reference_id,
+            ).__dict__
+            for amount, tx in rows
+        ]
+        result["accounts"].append(
+            {
+                "account_id": acct.id,
+                "currency": acct.currency,
+                "balance": sum(line["amount"] for line in lines),
+                "entries": lines,
+            }
+        )
+    return result
+
+
+def trial_balance(session: Session, *, actor: Principal) -> dict[str, Any]:
+    """Whether every transaction, and so the whole ledger, sums to zero."""
+    if not actor.roles.intersection(READERS):
+        raise PermissionDeniedError("only the operator, auditors and regulators may read this")
+    total = int(session.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0))) or 0)
+    unbalanced = session.scalars(
+        select(LedgerEntry.transaction_id)
+        .group_by(LedgerEntry.transaction_id)
+        .having(func.sum(LedgerEntry.amount) != 0)
+    ).all()
+    transactions = int(session.scalar(select(func.count()).select_from(LedgerTransaction)) or 0)
+    return {
+        "balanced": total == 0 and not unbalanced,
+        "sum_of_all_entries": total,
+        "unbalanced_transactions": list(unbalanced),
+        "transactions": transactions,
+    }

@@ -1,0 +1,232 @@
+"""Settlement and the audit chain on a running exchange, on both backends.
+
+A purchase moves the price from the buyer to the contributor and the platform's fee account in
+the same transaction as the license; retries charge once; concurrent purchases never overdraw;
+the ledger always sums to zero; the audit trail's hash chain exposes an altered row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import Exchange
+
+PRICE = 10_000
+FEE = PRICE * 500 // 10_000  # the default platform fee, 5 %
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def market(
+    exchange: Exchange, gsm8k_train: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """A listed version at PRICE, a contributor, an auditor, and a way to make funded buyers."""
+    scratch = tmp_path_factory.mktemp("market")
+    small = scratch / "rows.jsonl"
+    small.write_bytes(b"".join(gsm8k_train.read_bytes().splitlines(keepends=True)[:50]))
+    with exchange.client() as anonymous:
+        operator = anonymous.bootstrap(exchange.bootstrap_token, "Operator")
+    facts: dict[str, Any] = {"operator_key": operator["api_key"]["api_key"]}
+    with exchange.client(facts["operator_key"]) as client:
+        contributor = client.create_organization("Seller", ["contributor"])
+        auditor = client.create_organization("Auditor", ["auditor"])
+    facts["contributor"], facts["contributor_key"] = (
+        contributor["id"],
+        contributor["api_key"]["api_key"],
+    )
+    facts["auditor_key"] = auditor["api_key"]["api_key"]
+    with exchange.client(facts["contributor_key"]) as seller:
+        dataset = seller.create_dataset(name="priced", license="mit")
+        seller.upload(dataset["id"], small)
+        run = seller.start_curation(dataset["id"])
+        run = seller.wait_for(f"/v1/curation-runs/{run['id']}", done=("succeeded", "failed"))
+        listing = seller.submit_listing(
+            version_id=run["version_id"], title="priced rows", price_amount=PRICE, currency="CNY"
+        )
+    with exchange.client(facts["operator_key"]) as client:
+        client.review_listing(listing["id"], "approve")
+    facts["listing"] = listing["id"]
+    return facts
+
+
+def new_buyer(exchange: Exchange, market: dict[str, Any], funds: int) -> tuple[str, str]:
+    with exchange.client(market["operator_key"]) as operator:
+        buyer = operator.create_organization(f"Buyer {uuid.uuid4().hex[:8]}", ["buyer"])
+        if funds:
+            response = transfer(operator.http, "top-ups", buyer["id"], funds, uuid.uuid4().hex)
+            assert response.status_code == 201, response.text
+    return buyer["id"], buyer["api_key"]["api_key"]
+
+
+def transfer(
+    client: httpx.Client, kind: str, organization_id: str, amount: int, key: str
+) -> httpx.Response:
+    return client.post(
+        f"/v1/ledger/{kind}",
+        json={"organization_id": organization_id, "amount": amount, "currency": "CNY"},
+        headers={"Idempotency-Key": key},
+    )
+
+
+def balance(exchange: Exchange, api_key: str, organization_id: str) -> int:
+    with exchange.client(api_key) as client:
+        statement = client.request("GET", f"/v1/organizations/{organization_id}/statement")
+    return sum(int(account["balance"]) for account in statement["accounts"])
+
+
+def trial_balance(exchange: Exchange, market: dict[str, Any]) -> dict[str, Any]:
+    with exchange.client(market["auditor_key"]) as auditor:
+        return dict(auditor.request("GET", "/v1/ledger/trial-balance"))
+
+
+def buy(exchange: Exchange, api_key: str, listing: str, key: str) -> httpx.Response:
+    with httpx.Client(
+        base_url=exchange.base_url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60
+    ) as client:
+        return client.post(
+            "/v1/licenses", json={"listing_id": listing}, headers={"Idempotency-Key": key}
+        )
+
+
+def test_a_purchase_pays_the_contributor_and_the_fee_once_however_often_it_is_retried(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    seller_before = balance(exchange, market["contributor_key"], market["contributor"])
+    buyer_id, buyer_key = new_buyer(exchange, market, funds=3 * PRICE)
+    key = uuid.uuid4().hex
+    first = buy(exchange, buyer_key, market["listing"], key)
+    assert first.status_code == 201
+    for _ in range(3):
+        again = buy(exchange, buyer_key, market["listing"], key)
+        assert again.status_code == 200
+        assert again.json()["id"] == first.json()["id"]
+    assert balance(exchange, buyer_key, buyer_id) == 2 * PRICE
+    assert balance(exchange, market["contributor_key"], market["contributor"]) == (
+        seller_before + PRICE - FEE
+    )
+    settlement = first.json()
+    with exchange.client(buyer_key) as client:
+        certificate = client.certificate(settlement["id"])
+    assert certificate["payload"]["settlement"]["ledger_transaction_id"].startswith("ltx_")
+    assert trial_balance(exchange, market)["balanced"] is True
+
+
+def test_without_funds_the_purchase_is_refused_and_nothing_changes(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    buyer_id, buyer_key = new_buyer(exchange, market, funds=PRICE - 1)
+    response = buy(exchange, buyer_key, market["listing"], uuid.uuid4().hex)
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "insufficient_funds"
+    assert str(PRICE) in error["message"] and str(PRICE - 1) in error["message"]
+    with exchange.client(buyer_key) as client:
+        assert client.request("GET", "/v1/entitlements") == []
+    assert balance(exchange, buyer_key, buyer_id) == PRICE - 1
+
+
+def test_concurrent_purchases_never_overdraw_and_the_ledger_stays_balanced(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    buyer_id, buyer_key = new_buyer(exchange, market, funds=3 * PRICE)
+    keys = [uuid.uuid4().hex for _ in range(8)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(
+            response.status_code
+            for response in pool.map(
+                lambda key: buy(exchange, buyer_key, market["listing"], key), keys
+            )
+        )
+    assert statuses == [201] * 3 + [409] * 5
+    assert balance(exchange, buyer_key, buyer_id) == 0
+    trial = trial_balance(exchange, market)
+    assert trial["balanced"] is True and trial["sum_of_all_entries"] == 0
+
+
+def test_top_ups_and_payouts_are_idempotent_operator_only_and_bounded(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    buyer_id, buyer_key = new_buyer(exchange, market, funds=0)
+    with httpx.Client(
+        base_url=exchange.base_url,
+        headers={"Authorization": f"Bearer {market['operator_key']}"},
+        timeout=60,
+    ) as operator:
+        key = uuid.uuid4().hex
+        assert transfer(operator, "top-ups", buyer_id, 700, key).status_code == 201
+        assert transfer(operator, "top-ups", buyer_id, 700, key).status_code == 200
+        conflict = transfer(operator, "top-ups", buyer_id, 701, key)
+        assert conflict.status_code == 409
+        assert balance(exchange, buyer_key, buyer_id) == 700
+        too_much = transfer(operator, "payouts", buyer_id, 701, uuid.uuid4().hex)
+        assert too_much.status_code == 409
+        assert transfer(operator, "payouts", buyer_id, 200, uuid.uuid4().hex).status_code == 201
+        negative = transfer(operator, "top-ups", buyer_id, -5, uuid.uuid4().hex)
+        assert negative.status_code == 422
+        assert "amount" in negative.json()["error"]["message"]
+    assert balance(exchange, buyer_key, buyer_id) == 500
+    with httpx.Client(
+        base_url=exchange.base_url, headers={"Authorization": f"Bearer {buyer_key}"}, timeout=60
+    ) as buyer:
+        assert transfer(buyer, "top-ups", buyer_id, 10**6, uuid.uuid4().hex).status_code == 403
+        others = buyer.get(f"/v1/organizations/{market['contributor']}/statement")
+        assert others.status_code == 403
+        assert buyer.get("/v1/ledger/trial-balance").status_code == 403
+        assert buyer.get("/v1/audit/verify").status_code == 403
+    # Auditors read any statement.
+    assert balance(exchange, market["auditor_key"], buyer_id) == 500
+
+
+def test_the_audit_chain_verifies_and_names_the_first_altered_event(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    with exchange.client(market["auditor_key"]) as auditor:
+        report = auditor.request("GET", "/v1/audit/verify")
+    assert report["intact"] is True and report["events"] > 5
+    engine = create_engine(exchange.settings.resolved_database_url)
+    try:
+        with engine.begin() as connection:
+            original = connection.execute(
+                text("SELECT details FROM audit_events WHERE seq = 4")
+            ).scalar_one()
+            connection.execute(
+                text("UPDATE audit_events SET details = :d WHERE seq = 4"),
+                {"d": '{"forged": true}'},
+            )
+        with exchange.client(market["auditor_key"]) as auditor:
+            broken = auditor.request("GET", "/v1/audit/verify")
+        assert broken["intact"] is False and broken["first_broken_seq"] == 4
+        cli = subprocess.run(
+            [sys.executable, "-m", "infra.cli", "audit", "verify"],
+            cwd=REPO, env=_cli_env(exchange), capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert cli.returncode == 1
+        assert "BROKEN at event 4" in cli.stderr
+    finally:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE audit_events SET details = :d WHERE seq = 4"),
+                {"d": original if isinstance(original, str) else _json(original)},
+            )
+        engine.dispose()
+    with exchange.client(market["auditor_key"]) as auditor:
+        assert auditor.request("GET", "/v1/audit/verify")["intact"] is True
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value)
+
+
+def _cli_env(exchange: Exchange) -> dict[str, str]:
+    return {**os.environ, **exchange.env, "AIDX_HOME": str(exchange.home)}
