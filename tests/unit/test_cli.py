@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from infra.cli import app
 from infra.config import get_settings
-from infra.db import Base, dispose_engines, import_all_models
+from infra.db import Base, alembic_config, dispose_engines, import_all_models
 from marketplace.certificates import public_key_pem, sign_certificate
 
 PAYLOAD: dict[str, Any] = {
@@ -231,7 +232,8 @@ def test_db_upgrade_creates_the_embedded_database_with_every_table(
         with engine.connect() as connection:
             tables = set(sa.inspect(connection).get_table_names())
             version = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
-            assert version.scalar_one() == "0001"
+            head = ScriptDirectory.from_config(alembic_config(get_settings())).get_current_head()
+            assert version.scalar_one() == head
     finally:
         engine.dispose()
     expected = model_tables()
