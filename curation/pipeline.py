@@ -114,18 +114,25 @@ class Pipeline:
         """The rows every filter dropped, step by step, in the order they were dropped."""
         return [row for step in self.steps if isinstance(step, Filter) for row in step.exclusions]
 
-    def step_reports(self) -> list[dict[str, Any]]:
-        """Each step's name, parameters and row counts, for the run's report."""
-        return [
-            {
+    def step_reports(self, *, details: bool = False) -> list[dict[str, Any]]:
+        """Each step's name, parameters and row counts, for the run's report.
+
+        With ``details``, a step whose :attr:`~curation.steps.Step.details` is not empty has them
+        under ``"details"``.
+        """
+        reports = []
+        for step in self.steps:
+            report: dict[str, Any] = {
                 "step": step.name,
                 "params": step.params,
                 "rows_in": step.stats.rows_in,
                 "rows_out": step.stats.rows_out,
                 "dropped_by_reason": dict(step.stats.dropped_by_reason),
             }
-            for step in self.steps
-        ]
+            if details and (found := step.details):
+                report["details"] = found
+            reports.append(report)
+        return reports
 
 
 def _build_step(spec: object, index: int) -> Step:

@@ -44,7 +44,8 @@ class CurationResult:
     ``schema`` is the shards' schema (data columns, then provenance); ``steps`` has one entry per
     recipe step (``step``, ``params``, ``rows_in``, ``rows_out``, ``dropped_by_reason``);
     ``content_hash`` is :func:`~curation.writers.version_content_hash` of the shards; ``report``
-    is a JSON-ready summary of all of it.
+    is a JSON-ready summary of all of it, whose steps also carry each step's ``details`` (a
+    profile, PII counts, an overlap report) where it has any.
     """
 
     shards: list[ShardInfo]
@@ -111,7 +112,7 @@ def run_local(
             }
             for item, step in zip(inputs, provenance, strict=True)
         ],
-        "steps": steps,
+        "steps": pipeline.step_reports(details=True),
         "shards": [asdict(shard) for shard in shards],
         "exclusions": asdict(exclusions) if exclusions else None,
         "content_hash": content_hash,

@@ -20,7 +20,8 @@ from curation.errors import CurationError
 from curation.models import CurationRun
 from curation.pipeline import Pipeline, load_recipe
 from curation.runner import InputFile, run_local
-from dataset_cards.autofill import card_from_curation
+from dataset_cards.autofill import card_from_curation, facts_from_report
+from dataset_cards.render.croissant import render_croissant
 from dataset_cards.render.hf_readme import render_readme
 from infra.config import Settings, get_settings
 from infra.db import new_id, session_scope, utcnow
@@ -188,12 +189,19 @@ def _curate_and_publish(session: Session, store: ObjectStore, run_id: str) -> No
         provider=contributor.name,
         schema=result.schema,
         files=[{k: file[k] for k in ("path", "sha256", "num_bytes", "num_rows")} for file in files],
-        steps=result.steps,
         content_hash=result.content_hash,
         language=dataset.language or None,
+        version_number=number,
+        date_published=utcnow().date(),
+        **{**facts_from_report(result.report), "steps": result.steps},
     )
     card_key = f"{prefix}/README.md"
     store.put_bytes(render_readme(card).encode(), key=card_key, content_type="text/markdown")
+    store.put_bytes(
+        render_croissant(card).encode(),
+        key=f"{prefix}/croissant.json",
+        content_type="application/ld+json",
+    )
 
     version = DatasetVersion(
         id=version_id,

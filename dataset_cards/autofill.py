@@ -1,12 +1,13 @@
 """Fill a dataset card from what curation already knows: the Arrow schema, the files, the steps.
 
 Everything here is a pure function over values; the caller reads the schema and the file digests.
-What curation cannot know (lawful source, intended uses, limitations) is left empty and reported
-by :func:`missing_fields` for a person to provide.
+What curation cannot know (motivation, lawful source, biases, intended uses...) is left empty and
+reported by :func:`missing_fields` for a person to provide.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from dataset_cards.errors import CardError, InvalidCardError
 from dataset_cards.schema import (
+    HUMAN_FIELDS,
     Config,
     DataFile,
     DataFiles,
@@ -24,6 +26,7 @@ from dataset_cards.schema import (
     Feature,
     PreprocessingStep,
     SplitInfo,
+    is_blank,
     size_category,
 )
 
@@ -46,15 +49,15 @@ _STEPS = TypeAdapter(list[PreprocessingStep])
 _CANONICAL_SPLIT_ORDER = ("train", "validation", "test")
 _PATH_TOKEN_RE = re.compile(r"[/._\-\s0-9]+")
 
-# Why each human-provided field matters; also the order missing_fields reports them in.
-HUMAN_FIELDS: dict[str, str] = {
-    "description": "what the dataset contains and why it was made",
-    "language": "the languages of the text (ISO 639 codes)",
-    "task_categories": "the tasks the dataset serves, e.g. question-answering",
-    "lawful_source_statement": "how the contributor lawfully obtained the data (listing review)",
-    "intended_uses": "what the data is meant to be used for",
-    "limitations": "known gaps, biases and uses to avoid",
-}
+__all__ = [
+    "HUMAN_FIELDS",
+    "card_from_curation",
+    "describe_validation_error",
+    "facts_from_report",
+    "feature_from_arrow",
+    "missing_fields",
+    "split_for_path",
+]
 
 
 def feature_from_arrow(name: str | None, arrow_type: pa.DataType) -> Feature:
@@ -127,7 +130,7 @@ def card_from_curation(
     version_id: str,
     name: str,
     description: str,
-    license: str,
+    license: str | None,
     provider: str,
     schema: pa.Schema,
     files: list[dict[str, Any]],
@@ -135,18 +138,30 @@ def card_from_curation(
     content_hash: str,
     language: list[str] | None = None,
     task_categories: list[str] | None = None,
+    task_ids: list[str] | None = None,
     co_contributors: list[str] | None = None,
+    contributors: Sequence[str] | None = None,
     source_datasets: list[str] | None = None,
+    annotations_creators: list[str] | None = None,
     tags: list[str] | None = None,
     license_name: str | None = None,
     license_link: str | None = None,
+    version_number: int | None = None,
+    date_published: dt.date | None = None,
+    pii_counts: Mapping[str, int] | None = None,
+    review: Mapping[str, Any] | None = None,
+    quality_scores: Mapping[str, float] | None = None,
 ) -> DatasetCard:
     """Build the card of one curated dataset version.
 
     ``files`` are ``{"path", "sha256", "num_bytes", "num_rows"}`` (an optional ``"split"`` key
     overrides the split inferred from the path); ``steps`` are the curation report's
-    ``{"step", "params", "rows_in", "rows_out", "dropped_by_reason"}``. Raises
-    :class:`InvalidCardError` naming the field when a value breaks the card schema.
+    ``{"step", "params", "rows_in", "rows_out", "dropped_by_reason"}``. ``contributors`` are the
+    organisations the rows came from (their provenance); each one other than ``provider`` is a
+    co-contributor. ``pii_counts`` (detections per PII type), ``review`` (a
+    :class:`~dataset_cards.schema.ReviewSummary` as a mapping) and ``quality_scores`` are left
+    out of the card when curation did not measure them. Raises :class:`InvalidCardError` naming
+    the field when a value breaks the card schema.
     """
     features = [feature_from_arrow(field.name, field.type) for field in schema]
     data_files = _validated(_FILES, "files", [_without(f, "split") for f in files])
@@ -155,37 +170,67 @@ def card_from_curation(
         str(raw.get("split") or split_for_path(parsed.path))
         for raw, parsed in zip(files, data_files, strict=True)
     ]
+    named = [*(co_contributors or []), *(contributors or [])]
+    co = [c for c in dict.fromkeys(named) if c != provider]
     try:
         splits, configs = _splits_and_configs(data_files, splits_of)
         stored_bytes = sum(f.num_bytes for f in data_files)
-        return DatasetCard(
-            pretty_name=name,
-            license=license,
-            license_name=license_name,
-            license_link=license_link,
-            language=list(language or []),
-            task_categories=list(task_categories or []),
-            size_categories=[size_category(sum(s.num_examples for s in splits))],
-            source_datasets=list(source_datasets or []),
-            tags=list(tags or []),
-            configs=configs,
-            dataset_info=DatasetInfo(
-                features=features,
-                splits=splits,
-                download_size=stored_bytes,
-                dataset_size=sum(s.num_bytes for s in splits),
-            ),
-            dataset_id=dataset_id,
-            version_id=version_id,
-            content_hash=content_hash,
-            provider=provider,
-            co_contributors=list(co_contributors or []),
-            description=description,
-            preprocessing=preprocessing,
-            files=data_files,
+        return DatasetCard.model_validate(
+            {
+                "pretty_name": name,
+                "license": license,
+                "license_name": license_name,
+                "license_link": license_link,
+                "language": list(language or []),
+                "task_categories": list(task_categories or []),
+                "task_ids": list(task_ids or []),
+                "size_categories": [size_category(sum(s.num_examples for s in splits))],
+                "source_datasets": list(source_datasets or []),
+                "annotations_creators": list(annotations_creators or []),
+                "tags": list(tags or []),
+                "configs": configs,
+                "dataset_info": DatasetInfo(
+                    features=features,
+                    splits=splits,
+                    download_size=stored_bytes,
+                    dataset_size=sum(s.num_bytes for s in splits),
+                ),
+                "dataset_id": dataset_id,
+                "version_id": version_id,
+                "version_number": version_number,
+                "date_published": date_published,
+                "content_hash": content_hash,
+                "provider": provider,
+                "co_contributors": co,
+                "files": data_files,
+                "preprocessing": preprocessing,
+                "pii_counts": None if pii_counts is None else dict(pii_counts),
+                "review": None if review is None else dict(review),
+                "quality_scores": None if quality_scores is None else dict(quality_scores),
+                "description": description,
+            }
         )
     except ValidationError as exc:
-        raise InvalidCardError(_describe(exc)) from exc
+        raise InvalidCardError(describe_validation_error(exc)) from exc
+
+
+def facts_from_report(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`card_from_curation` a curation run's report carries.
+
+    Reads ``steps``, the contributors of ``inputs`` and, when curation measured them,
+    ``pii_counts`` (``{type: count}``), ``review`` and ``quality_scores`` (``{name: score}``).
+    """
+    facts: dict[str, Any] = {"steps": list(report.get("steps") or [])}
+    inputs = report.get("inputs") or []
+    contributors = [
+        str(i["contributor"]) for i in inputs if isinstance(i, Mapping) and i.get("contributor")
+    ]
+    if contributors:
+        facts["contributors"] = list(dict.fromkeys(contributors))
+    for key in ("pii_counts", "review", "quality_scores"):
+        if report.get(key) is not None:
+            facts[key] = report[key]
+    return facts
 
 
 def _without(entry: Mapping[str, Any], key: str) -> dict[str, Any]:
@@ -214,10 +259,10 @@ def _validated(adapter: TypeAdapter[list[T]], field: str, value: object) -> list
     try:
         return adapter.validate_python(value)
     except ValidationError as exc:
-        raise InvalidCardError(_describe(exc, prefix=(field,))) from exc
+        raise InvalidCardError(describe_validation_error(exc, prefix=(field,))) from exc
 
 
-def _describe(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+def describe_validation_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
     """The broken fields, each as ``dotted.path: message``."""
     parts = []
     for error in exc.errors():
@@ -228,12 +273,4 @@ def _describe(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
 
 def missing_fields(card: DatasetCard) -> list[str]:
     """The fields a person must still provide before the card is complete, in a stable order."""
-    values: dict[str, object] = {
-        "description": card.description.strip(),
-        "language": card.language,
-        "task_categories": card.task_categories,
-        "lawful_source_statement": card.lawful_source_statement,
-        "intended_uses": card.intended_uses,
-        "limitations": card.limitations,
-    }
-    return [name for name in HUMAN_FIELDS if not values[name]]
+    return [name for name in HUMAN_FIELDS if is_blank(getattr(card, name))]

@@ -3,9 +3,14 @@
 Hierarchy::
 
     CardError                 base of every dataset-card error
-    ├── InvalidCardError      values given to build a card break the card schema
-    └── CardParseError        a rendered card (README.md) cannot be read back;
-                              names the line and/or field that is wrong
+    ├── InvalidCardError      values given to build or change a card break the card schema;
+    │                         names the field
+    ├── ReadOnlyFieldError    a change touches a field the changer may not set (a machine fact
+    │                         such as a row count, a size, a file or a hash); names the field
+    ├── CardParseError        a rendered card (README.md, croissant.json, card JSON) cannot be
+    │                         read back; names the line, field or JSON path that is wrong
+    ├── CardNotFoundError     no such dataset version or card revision
+    └── CardConflictError     another revision of the same card was recorded concurrently
 """
 
 from __future__ import annotations
@@ -17,6 +22,14 @@ class CardError(Exception):
 
 class InvalidCardError(CardError):
     """The values given to build a card break the card schema; the message names the field."""
+
+
+class ReadOnlyFieldError(CardError):
+    """A change touches a field its author may not set; the message names the field."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class CardParseError(CardError):
@@ -31,3 +44,11 @@ class CardParseError(CardError):
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
         self.line = line
         self.field = field
+
+
+class CardNotFoundError(CardError):
+    """No such dataset version, or no such revision of its card."""
+
+
+class CardConflictError(CardError):
+    """Another revision of the card was recorded at the same time; retrying is safe."""

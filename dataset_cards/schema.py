@@ -1,14 +1,22 @@
 """The dataset card: one pydantic model, the single source of truth for every rendering.
 
 The first group of fields is the Hugging Face card metadata, named as the Hub spells it, so the
-README front matter is a plain projection of the model. The second group is what the exchange
-adds: identity of the version, provenance, the curation steps that actually ran and the files.
+README front matter is a plain projection of the model. The rest is what the exchange adds:
+the version's identity and the facts curation measured (files, steps, PII counts, review,
+quality scores), the narrative a contributor writes (the Datasheets for Datasets questions and
+Croissant's Responsible-AI fields, one field per question), the product description the listing
+review reads, and what the exchange's reviewers record.
+
+Every field belongs to exactly one of :data:`MACHINE_FIELDS` (filled from curation, never
+edited by a person), :data:`CONTRIBUTOR_FIELDS` and :data:`REVIEW_FIELDS`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
@@ -20,73 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-# Licence ids the Hugging Face Hub accepts in card metadata, lower case as the Hub writes them;
-# "unknown" is left out on purpose: a product without a known licence cannot pass listing review.
-KNOWN_LICENSES: frozenset[str] = frozenset(
-    [
-        "afl-3.0",
-        "agpl-3.0",
-        "apache-2.0",
-        "artistic-2.0",
-        "bsd",
-        "bsd-2-clause",
-        "bsd-3-clause",
-        "bsd-3-clause-clear",
-        "bsl-1.0",
-        "c-uda",
-        "cc",
-        "cc0-1.0",
-        "cc-by-2.0",
-        "cc-by-2.5",
-        "cc-by-3.0",
-        "cc-by-4.0",
-        "cc-by-nc-2.0",
-        "cc-by-nc-3.0",
-        "cc-by-nc-4.0",
-        "cc-by-nc-nd-3.0",
-        "cc-by-nc-nd-4.0",
-        "cc-by-nc-sa-2.0",
-        "cc-by-nc-sa-3.0",
-        "cc-by-nc-sa-4.0",
-        "cc-by-nd-4.0",
-        "cc-by-sa-3.0",
-        "cc-by-sa-4.0",
-        "cdla-permissive-1.0",
-        "cdla-permissive-2.0",
-        "cdla-sharing-1.0",
-        "ecl-2.0",
-        "epl-1.0",
-        "epl-2.0",
-        "etalab-2.0",
-        "eupl-1.1",
-        "eupl-1.2",
-        "gfdl",
-        "gpl",
-        "gpl-2.0",
-        "gpl-3.0",
-        "isc",
-        "lgpl",
-        "lgpl-2.1",
-        "lgpl-3.0",
-        "lgpl-lr",
-        "lppl-1.3c",
-        "mit",
-        "mpl-2.0",
-        "ms-pl",
-        "ncsa",
-        "odbl",
-        "odc-by",
-        "ofl-1.1",
-        "openrail",
-        "osl-3.0",
-        "pddl",
-        "postgresql",
-        "unlicense",
-        "wtfpl",
-        "zlib",
-        "other",
-    ]
-)
+from dataset_cards.licenses import KNOWN_LICENSES, LICENSES, LicenseClass
 
 # Hugging Face size buckets, smallest first: (exclusive upper bound on rows, label).
 SIZE_CATEGORIES: tuple[tuple[int | None, str], ...] = (
@@ -278,6 +220,54 @@ def _blank_is_none(value: Any) -> Any:
 
 
 OptionalText = Annotated[str | None, BeforeValidator(_blank_is_none)]
+Score = Annotated[float, Field(allow_inf_nan=False)]
+
+# Who made the annotations (Hub vocabulary for ``annotations_creators``).
+ANNOTATIONS_CREATORS: tuple[str, ...] = (
+    "crowdsourced",
+    "expert-generated",
+    "found",
+    "machine-generated",
+    "no-annotation",
+    "other",
+)
+UpdateFrequency = Literal[
+    "one-off", "continuous", "daily", "weekly", "monthly", "quarterly", "yearly", "irregular"
+]
+UPDATE_FREQUENCIES: tuple[str, ...] = get_args(UpdateFrequency)
+ComplianceResult = Literal["passed", "passed-with-conditions", "failed", "pending"]
+
+
+class ReviewSummary(_Model):
+    """What human review of a sample found (the annotation protocol's measured part).
+
+    ``pass_rate`` is the share of sampled rows the reviewers accepted; ``agreement`` is the
+    inter-annotator agreement under ``agreement_metric`` (Cohen's or Fleiss' kappa can be
+    negative, so it ranges over -1..1).
+    """
+
+    sample_size: Annotated[int, Field(gt=0)]
+    reviewers: Annotated[int, Field(gt=0)] | None = None
+    pass_rate: Annotated[float, Field(ge=0, le=1)] | None = None
+    agreement: Annotated[float, Field(ge=-1, le=1)] | None = None
+    agreement_metric: OptionalText = None
+    tool: OptionalText = None
+
+    @model_validator(mode="after")
+    def _agreement_has_a_metric(self) -> Self:
+        if self.agreement is not None and self.agreement_metric is None:
+            raise ValueError("agreement needs agreement_metric, e.g. 'cohen_kappa'")
+        return self
+
+
+class ComplianceAssessment(_Model):
+    """The listing review's (or a third-party auditor's) finding on the product."""
+
+    result: ComplianceResult
+    assessed_by: NonEmpty
+    assessed_on: dt.date
+    summary: OptionalText = None
+    reference: OptionalText = None
 
 
 class DatasetCard(_Model):
@@ -285,29 +275,73 @@ class DatasetCard(_Model):
 
     # --- Hugging Face card metadata (Hub spelling) ---
     pretty_name: NonEmpty
-    license: str
+    license: str | None = None
     license_name: OptionalText = None
     license_link: OptionalText = None
     language: list[str] = Field(default_factory=list)
     task_categories: list[str] = Field(default_factory=list)
+    task_ids: list[str] = Field(default_factory=list)
     size_categories: list[str] = Field(default_factory=list)
     source_datasets: list[NonEmpty] = Field(default_factory=list)
+    annotations_creators: list[str] = Field(default_factory=list)
     tags: list[NonEmpty] = Field(default_factory=list)
     configs: list[Config] = Field(default_factory=list)
     dataset_info: DatasetInfo
 
-    # --- exchange fields ---
+    # --- the version and what curation measured (machine) ---
     dataset_id: NonEmpty
     version_id: NonEmpty
+    version_number: Annotated[int, Field(ge=1)] | None = None
+    date_published: dt.date | None = None
     content_hash: NonEmpty
     provider: NonEmpty
     co_contributors: list[NonEmpty] = Field(default_factory=list)
-    description: str = ""
-    lawful_source_statement: OptionalText = None
-    intended_uses: OptionalText = None
-    limitations: OptionalText = None
-    preprocessing: list[PreprocessingStep] = Field(default_factory=list)
     files: list[DataFile] = Field(default_factory=list)
+    preprocessing: list[PreprocessingStep] = Field(default_factory=list)
+    pii_counts: dict[NonEmpty, Count] | None = None
+    review: ReviewSummary | None = None
+    quality_scores: dict[NonEmpty, Score] | None = None
+
+    # --- licence class (filled from the licence table; stated by the contributor for 'other') ---
+    license_class: LicenseClass | None = None
+
+    # --- narrative: Datasheets for Datasets and Croissant RAI (contributor) ---
+    description: str = ""
+    motivation: OptionalText = None
+    composition: OptionalText = None
+    data_collection: OptionalText = None
+    preprocessing_notes: OptionalText = None
+    annotation_protocol: OptionalText = None
+    personal_sensitive_information: OptionalText = None
+    biases: OptionalText = None
+    limitations: OptionalText = None
+    intended_uses: OptionalText = None
+    social_impact: OptionalText = None
+    maintenance_plan: OptionalText = None
+    citation: OptionalText = None
+
+    # --- product description (contributor) ---
+    lawful_source_statement: OptionalText = None
+    scope: OptionalText = None
+    update_frequency: UpdateFrequency | None = None
+    usage_restrictions: OptionalText = None
+    license_template: OptionalText = None
+    price_plans: list[NonEmpty] = Field(default_factory=list)
+
+    # --- the exchange's reviewers ---
+    compliance_assessment: ComplianceAssessment | None = None
+    quality_summary: OptionalText = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_license_class(cls, data: Any) -> Any:
+        """A known licence's class comes from the licence table unless it is given."""
+        if isinstance(data, dict) and data.get("license_class") is None:
+            license_id = data.get("license")
+            if isinstance(license_id, str) and license_id.strip().lower() in LICENSES:
+                info = LICENSES[license_id.strip().lower()]
+                return {**data, "license_class": info.license_class}
+        return data
 
     @field_validator("license", mode="before")
     @classmethod
@@ -331,12 +365,12 @@ class DatasetCard(_Model):
                 raise ValueError(f"language {code!r} is not an ISO 639 code such as 'en' or 'zh'")
         return value
 
-    @field_validator("task_categories")
+    @field_validator("task_categories", "task_ids")
     @classmethod
     def _task_slugs(cls, value: list[str]) -> list[str]:
         for task in value:
             if not _SLUG_RE.match(task):
-                raise ValueError(f"task category {task!r} must be a slug like 'text-generation'")
+                raise ValueError(f"task {task!r} must be a slug like 'text-generation'")
         return value
 
     @field_validator("size_categories")
@@ -347,8 +381,35 @@ class DatasetCard(_Model):
                 raise ValueError(f"size category {label!r} is not a Hugging Face size bucket")
         return value
 
+    @field_validator("annotations_creators")
+    @classmethod
+    def _annotation_creators(cls, value: list[str]) -> list[str]:
+        for creator in value:
+            if creator not in ANNOTATIONS_CREATORS:
+                raise ValueError(
+                    f"annotations creator {creator!r} is not one of"
+                    f" {', '.join(ANNOTATIONS_CREATORS)}"
+                )
+        return value
+
+    @field_validator("price_plans", "co_contributors")
+    @classmethod
+    def _no_repeats(cls, value: list[str]) -> list[str]:
+        repeated = sorted({item for item in value if value.count(item) > 1})
+        if repeated:
+            raise ValueError(f"listed more than once: {repeated}")
+        return value
+
+    @field_validator("quality_scores")
+    @classmethod
+    def _finite_scores(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for name, score in (value or {}).items():
+            if not math.isfinite(score):
+                raise ValueError(f"quality score {name!r} must be a finite number")
+        return value
+
     @model_validator(mode="after")
-    def _other_license_is_named(self) -> Self:
+    def _license_is_consistent(self) -> Self:
         if self.license == "other":
             if self.license_name is None or self.license_link is None:
                 raise ValueError("license 'other' needs both license_name and license_link")
@@ -357,9 +418,22 @@ class DatasetCard(_Model):
                     f"license_name {self.license_name!r} must be a lower-case id like"
                     " 'my-license-1.0'"
                 )
+            if self.license_name in KNOWN_LICENSES:
+                raise ValueError(
+                    f"license_name {self.license_name!r} is a known license id; use"
+                    f" license {self.license_name!r} instead of 'other'"
+                )
         elif self.license_name is not None or self.license_link is not None:
             raise ValueError(
                 f"license_name and license_link apply only to license 'other', not {self.license!r}"
+            )
+        if self.license is None and self.license_class is not None:
+            raise ValueError("license_class needs a license")
+        if self.license in LICENSES and self.license_class != LICENSES[self.license].license_class:
+            raise ValueError(
+                f"license_class of {self.license!r} is fixed by the licence table"
+                f" ({LICENSES[self.license].license_class.model_dump()}); only license 'other'"
+                " states its own class"
             )
         return self
 
@@ -368,24 +442,94 @@ class DatasetCard(_Model):
         """Rows over all splits."""
         return sum(split.num_examples for split in self.dataset_info.splits)
 
+    @property
+    def num_bytes(self) -> int:
+        """Stored bytes over all files listed in the card."""
+        return sum(data_file.num_bytes for data_file in self.files)
+
 
 # The Hub's card metadata keys, in the order the front matter lists them.
-HF_METADATA_FIELDS: tuple[str, ...] = tuple(
-    [
-        "pretty_name",
-        "license",
-        "license_name",
-        "license_link",
-        "language",
-        "task_categories",
-        "size_categories",
-        "source_datasets",
-        "tags",
-        "configs",
-        "dataset_info",
-    ]
+HF_METADATA_FIELDS: tuple[str, ...] = (
+    "pretty_name",
+    "license",
+    "license_name",
+    "license_link",
+    "language",
+    "task_categories",
+    "task_ids",
+    "size_categories",
+    "source_datasets",
+    "annotations_creators",
+    "tags",
+    "configs",
+    "dataset_info",
 )
 # Everything else is the exchange's own record.
 EXCHANGE_FIELDS: tuple[str, ...] = tuple(
     name for name in DatasetCard.model_fields if name not in HF_METADATA_FIELDS
 )
+
+# Facts curation measured or the exchange assigned; a person never edits them.
+MACHINE_FIELDS: tuple[str, ...] = (
+    "size_categories",
+    "configs",
+    "dataset_info",
+    "dataset_id",
+    "version_id",
+    "version_number",
+    "date_published",
+    "content_hash",
+    "provider",
+    "co_contributors",
+    "files",
+    "preprocessing",
+    "pii_counts",
+    "review",
+    "quality_scores",
+)
+# What the exchange's reviewers (listing review, third-party evaluators) record.
+REVIEW_FIELDS: dict[str, str] = {
+    "compliance_assessment": "the listing review's compliance finding",
+    "quality_summary": "the quality evaluation's conclusion",
+}
+# What the contributor provides (and may change in a new card revision).
+CONTRIBUTOR_FIELDS: tuple[str, ...] = tuple(
+    name
+    for name in DatasetCard.model_fields
+    if name not in MACHINE_FIELDS and name not in REVIEW_FIELDS
+)
+
+# The contributor fields a complete card fills in, each with why it matters, in the order
+# missing_fields reports them. The rest of CONTRIBUTOR_FIELDS is optional.
+HUMAN_FIELDS: dict[str, str] = {
+    "description": "what the dataset contains and why it was made",
+    "motivation": "why the dataset was created, by whom and with whose funding",
+    "language": "the languages of the text (ISO 639 codes)",
+    "task_categories": "the tasks the dataset serves, e.g. question-answering",
+    "annotations_creators": "who made the labels or answers (e.g. expert-generated, found)",
+    "lawful_source_statement": "how the contributor lawfully obtained the data (listing review)",
+    "data_collection": "how, when and from where the data was collected",
+    "scope": "what the data covers: domain, period, regions, population",
+    "update_frequency": "how often new versions are published",
+    "personal_sensitive_information": "what personal or sensitive information the data holds,"
+    " and how it was handled",
+    "intended_uses": "what the data is meant to be used for",
+    "limitations": "known gaps and uses to avoid",
+    "biases": "known biases in what the data covers or how it was labelled",
+    "social_impact": "foreseeable effects, good and bad, of using the data",
+    "maintenance_plan": "who maintains the data, and how errors are reported and fixed",
+    "usage_restrictions": "what a buyer may not do with the data beyond the licence",
+    "license_template": "the exchange's model contract text the data is licensed under",
+    "price_plans": "the price plans the product is offered under",
+}
+
+
+def is_blank(value: object) -> bool:
+    """Whether a field's value counts as not provided (None, blank text, an empty collection)."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, list | dict | tuple):
+        return not value
+    return False

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from dataset_cards.cli import card_app
 from infra.config import get_settings
 
 app = typer.Typer(help="aidx: an exchange for AI training data.", no_args_is_help=True)
@@ -23,6 +24,7 @@ audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=Tr
 app.add_typer(db_app, name="db")
 app.add_typer(cert_app, name="cert")
 app.add_typer(audit_app, name="audit")
+app.add_typer(card_app, name="card")
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 

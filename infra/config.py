@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # Celery
     broker_url: str | None = Field(default=None, description="Celery broker; SQLite if unset.")
     result_backend: str | None = None
+    broker_key_prefix: str = Field(
+        default="", max_length=100, description="Prefix of every Redis key (several deployments)."
+    )
     broker_polling_interval: float = Field(default=0.1, gt=0, le=10)
     longest_job_seconds: int = Field(default=6 * 3600, gt=0)
     task_always_eager: bool = False

@@ -153,7 +153,12 @@ def upgrade_database(settings: Settings | None = None, revision: str = "head") -
     command.upgrade(alembic_config(settings), revision)
 
 
-MODEL_MODULES = ("marketplace.models", "curation.models", "training_jobs.models")
+MODEL_MODULES = (
+    "marketplace.models",
+    "curation.models",
+    "training_jobs.models",
+    "dataset_cards.models",
+)
 
 
 def import_all_models() -> None:

@@ -138,7 +138,7 @@ def _walk(base_url: str, home: Path, data: Path, output: Path, console: Console)
             _curate(contributor, ids, progress)
             done("3/9 curated on the worker into Parquet shards")
             _card(contributor, ids, output)
-            done("4/9 dataset card generated")
+            done("4/9 dataset card generated, completed and linted")
             _list(contributor, operator, buyer, ids)
             done("5/9 listing approved and in the catalog")
             _license(operator, buyer, contributor, ids)
@@ -208,7 +208,22 @@ def _curate(client: AidxClient, ids: dict[str, Any], progress: Progress) -> None
     ids["files"] = version["files"]
 
 
+CARD_FACTS = {
+    "lawful_source_statement": "GSM8K was published by OpenAI under the MIT license "
+    "(github.com/openai/grade-school-math); the contributor redistributes it under its terms.",
+    "intended_uses": "Supervised fine-tuning and evaluation of step-by-step math reasoning.",
+    "limitations": "English only; grade-school arithmetic; answers follow one solution style.",
+    "task_categories": ["question-answering", "text-generation"],
+}
+
+
 def _card(client: AidxClient, ids: dict[str, Any], output: Path) -> None:
+    revision = client.update_card(ids["version"], CARD_FACTS)
+    errors = [issue for issue in revision["lint"] if issue["severity"] == "error"]
+    if errors:
+        raise DemoFailed(f"the completed card still has lint errors: {errors}")
+    (output / "croissant.json").write_text(client.card(ids["version"], format="croissant"))
+    (output / "product.html").write_text(client.card(ids["version"], format="product-html"))
     card = client.card(ids["version"])
     if not card.startswith("---\n") or "license: mit" not in card:
         raise DemoFailed("the dataset card has no Hugging Face metadata")

@@ -89,6 +89,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_eager_propagates": True,
         "worker_hijack_root_logger": False,
     }
+    if settings.broker_key_prefix:  # Redis only; other transports ignore it
+        transport_options["global_keyprefix"] = settings.broker_key_prefix
+        config["result_backend_transport_options"] = {
+            "global_keyprefix": settings.broker_key_prefix
+        }
     if settings.uses_embedded_broker:
         settings.home_dir.mkdir(parents=True, exist_ok=True)  # SQLite creates files, not folders
         # kombu's SQL transport has no fan-out exchange, so remote control is off there.

@@ -9,8 +9,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from dataset_cards.errors import (
+    CardConflictError,
+    CardError,
+    CardNotFoundError,
+    ReadOnlyFieldError,
+)
 from infra.config import Settings
 from marketplace.api import (
+    cards,
     datasets,
     ledger,
     licenses,
@@ -45,6 +52,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             response.headers.update(headers)
         return response
 
+    @app.exception_handler(CardError)
+    async def _card_error(_request: Request, error: CardError) -> JSONResponse:
+        status, code = 422, "invalid_card"
+        if isinstance(error, CardNotFoundError):
+            status, code = 404, "not_found"
+        elif isinstance(error, CardConflictError):
+            status, code = 409, "conflict"
+        elif isinstance(error, ReadOnlyFieldError):
+            code = "read_only_field"
+        return _error(status, code, str(error))
+
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
         details = [
@@ -58,6 +76,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         return _error(error.status_code, "http_error", str(error.detail))
 
-    for module in (system, organizations, datasets, listings, licenses, ledger, training_jobs):
+    for module in (
+        system,
+        organizations,
+        datasets,
+        cards,
+        listings,
+        licenses,
+        ledger,
+        training_jobs,
+    ):
         app.include_router(module.router)
     return app

@@ -35,14 +35,20 @@ class AidxClient:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            error = response.json()["error"]
+            code, message = str(error["code"]), str(error["message"])
+        except (ValueError, KeyError, TypeError):
+            code, message = "http_error", response.text
+        raise ApiError(response.status_code, code, message)
+
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.http.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-                raise ApiError(response.status_code, error["code"], error["message"])
-            except (ValueError, KeyError, TypeError):
-                raise ApiError(response.status_code, "http_error", response.text) from None
+        self._raise_for(response)
         if response.headers.get("content-type", "").startswith("application/json"):
             return response.json()
         return response.text
@@ -96,8 +102,15 @@ class AidxClient:
     def version(self, version_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/v1/versions/{version_id}"))
 
-    def card(self, version_id: str) -> str:
-        return str(self.request("GET", f"/v1/versions/{version_id}/card"))
+    def card(self, version_id: str, format: str = "readme") -> str:
+        """The card as text: a README, croissant.json, card JSON or the product page."""
+        response = self.http.get(f"/v1/versions/{version_id}/card", params={"format": format})
+        self._raise_for(response)
+        return response.text
+
+    def update_card(self, version_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Fill in card fields a machine cannot know; returns the revision and the lint."""
+        return dict(self.request("PATCH", f"/v1/versions/{version_id}/card", json=changes))
 
     def download(self, version_id: str, path: str, destination: Path) -> str:
         """Stream a version file to ``destination``; returns its SHA-256."""
@@ -109,8 +122,7 @@ class AidxClient:
         ):
             if response.status_code >= 400:
                 response.read()
-                error = response.json()["error"]
-                raise ApiError(response.status_code, error["code"], error["message"])
+                self._raise_for(response)
             for chunk in response.iter_bytes():
                 digest.update(chunk)
                 handle.write(chunk)

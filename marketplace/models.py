@@ -102,6 +102,7 @@ class Listing(Base):
     currency: Mapped[str] = mapped_column(String(3))
     license_template: Mapped[str] = mapped_column(String(64))
     allowed_uses: Mapped[list[str]] = mapped_column(JSON)
+    contract_parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     review_notes: Mapped[str] = mapped_column(Text, default="")
     reviewed_by: Mapped[str | None] = mapped_column(ForeignKey("organizations.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -142,6 +143,38 @@ class Entitlement(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Contract(Base):
+    """The filed contract of a license: a model contract text rendered with the deal's terms.
+
+    Once filed it never changes; its SHA-256 and filing number go into the certificate.
+    """
+
+    __tablename__ = "contracts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    license_id: Mapped[str] = mapped_column(ForeignKey("licenses.id"), unique=True)
+    template: Mapped[str] = mapped_column(String(64))
+    template_sha256: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    text_en: Mapped[str] = mapped_column(Text)
+    text_zh: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    filing_number: Mapped[str] = mapped_column(String(32), unique=True)
+    seller_accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    buyer_accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    buyer_api_key_id: Mapped[str] = mapped_column(String(40))
+    filed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class Counter(Base):
+    """A named sequence (filing numbers), advanced under a row lock."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
 
 
 class Certificate(Base):

@@ -179,14 +179,34 @@ class DatasetVersionPublic(Public):
 # Listings, licenses, certificates -----------------------------------------------------------
 
 
+Purpose = Literal["research", "commercial", "training", "evaluation"]
+PURPOSES: tuple[Purpose, ...] = ("research", "commercial", "training", "evaluation")
+
+
+class ContractParameters(Strict):
+    """The terms a model contract is rendered with; unknown parameters are refused."""
+
+    template: Literal["aidx-ai-training-v1"] = "aidx-ai-training-v1"
+    permitted_uses: list[Purpose] = Field(default_factory=lambda: list(PURPOSES), min_length=1)
+    redistribution: bool = False
+    territory: Literal["worldwide"] | list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] = (
+        "worldwide"
+    )
+    cross_border_transfer: bool = False
+    term_days: int | None = Field(default=None, ge=1, le=36_500)
+    attribution: bool = True
+    share_alike: bool = False
+    liability_cap: int | None = Field(default=None, ge=0, le=10**13)
+
+
 class ListingCreate(Strict):
     version_id: str
     title: str = Field(min_length=1, max_length=200)
     summary: str = Field(default="", max_length=5_000)
     price_amount: int = Field(ge=0, le=10**12, description="Price in minor units (cents, fen).")
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
-    license_template: str = Field(default="aidx-ai-training-v1", max_length=64)
     allowed_uses: list[Use] = Field(default_factory=lambda: list(USES), min_length=1)
+    contract_parameters: ContractParameters = Field(default_factory=ContractParameters)
 
 
 class ListingReview(Strict):
@@ -205,6 +225,7 @@ class ListingPublic(Public):
     currency: str
     license_template: str
     allowed_uses: list[str]
+    contract_parameters: dict[str, Any]
     review_notes: str
     created_at: dt.datetime
     reviewed_at: dt.datetime | None
@@ -244,6 +265,22 @@ class LicensePublic(Public):
     created_at: dt.datetime
     entitlement: EntitlementPublic
     certificate_id: str
+    contract_filing_number: str | None
+
+
+class ContractPublic(Public):
+    id: str
+    license_id: str
+    template: str
+    template_sha256: str
+    parameters: dict[str, Any]
+    text_en: str
+    text_zh: str
+    sha256: str
+    filing_number: str
+    seller_accepted_at: dt.datetime
+    buyer_accepted_at: dt.datetime
+    filed_at: dt.datetime
 
 
 class CertificatePublic(BaseModel):

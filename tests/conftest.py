@@ -16,7 +16,7 @@ from infra.config import Settings
 from infra.demo import running_service
 from infra.storage import ObjectStore, get_object_store
 from marketplace.client import AidxClient
-from tests.fixtures.services import free_port, temporary_database
+from tests.fixtures.services import free_port, redis_namespace, temporary_database
 
 pytest_plugins = ["tests.fixtures.services", "tests.fixtures.s3"]
 
@@ -75,6 +75,7 @@ def exchange(
 
 def _services_env(request: pytest.FixtureRequest, stack: ExitStack) -> dict[str, str]:
     redis_url = request.getfixturevalue("redis_url")
+    key_prefix = stack.enter_context(redis_namespace(redis_url))
     database_url = stack.enter_context(
         temporary_database(request.getfixturevalue("postgres_server_url"))
     )
@@ -82,6 +83,7 @@ def _services_env(request: pytest.FixtureRequest, stack: ExitStack) -> dict[str,
         "AIDX_DATABASE_URL": database_url,
         "AIDX_BROKER_URL": redis_url,
         "AIDX_RESULT_BACKEND": redis_url,
+        "AIDX_BROKER_KEY_PREFIX": key_prefix,
         "AIDX_S3_ENDPOINT_URL": request.getfixturevalue("s3_endpoint_url"),
         "AIDX_S3_BUCKET": f"aidx-{secrets.token_hex(8)}",
         "AIDX_S3_ACCESS_KEY_ID": "testing",

@@ -18,11 +18,44 @@ from curation.steps.base import (
     Transform,
     data_columns,
 )
+from curation.steps.chat import ChatFormat
+from curation.steps.decontam import Decontaminate
 from curation.steps.dedup import ExactDedup
+from curation.steps.language import LanguageFilter, LanguageTag
+from curation.steps.near_dedup import NearDedup
 from curation.steps.normalize import Normalize
+from curation.steps.pii import RedactPii
+from curation.steps.profile import TabularProfile
 from curation.steps.provenance import AddProvenance, ContentHash, content_hashes
+from curation.steps.quality import (
+    C4Clean,
+    C4Filter,
+    ChineseQuality,
+    FineWebQuality,
+    GopherQuality,
+    GopherRepetition,
+)
 
-STEPS: dict[str, type[Step]] = {step.name: step for step in (Normalize, ExactDedup)}
+STEPS: dict[str, type[Step]] = {
+    step.name: step
+    for step in (
+        Normalize,
+        ExactDedup,
+        NearDedup,
+        GopherQuality,
+        GopherRepetition,
+        C4Filter,
+        C4Clean,
+        FineWebQuality,
+        ChineseQuality,
+        LanguageTag,
+        LanguageFilter,
+        RedactPii,
+        Decontaminate,
+        ChatFormat,
+        TabularProfile,
+    )
+}
 
 __all__ = [
     "CONTENT_HASH_COLUMN",
@@ -32,12 +65,25 @@ __all__ = [
     "SOURCE_ROW_COLUMN",
     "STEPS",
     "AddProvenance",
+    "C4Clean",
+    "C4Filter",
+    "ChatFormat",
+    "ChineseQuality",
     "ContentHash",
+    "Decontaminate",
     "ExactDedup",
     "Filter",
+    "FineWebQuality",
+    "GopherQuality",
+    "GopherRepetition",
+    "LanguageFilter",
+    "LanguageTag",
+    "NearDedup",
     "Normalize",
+    "RedactPii",
     "Step",
     "StepStats",
+    "TabularProfile",
     "Transform",
     "content_hashes",
     "data_columns",

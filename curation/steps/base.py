@@ -67,6 +67,14 @@ class Step(ABC):
         """The step's configuration as JSON-ready values, for reports."""
         return {}
 
+    @property
+    def details(self) -> dict[str, Any]:
+        """What the step found beyond row counts (a profile, PII counts...), JSON-ready.
+
+        Empty for most steps; the run's report carries it next to the step's counts.
+        """
+        return {}
+
     @abstractmethod
     def run(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """Consume ``batches`` lazily and yield the step's output."""

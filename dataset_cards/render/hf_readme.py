@@ -15,11 +15,19 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from dataset_cards.autofill import HUMAN_FIELDS, missing_fields
+from dataset_cards.autofill import missing_fields
 from dataset_cards.errors import CardParseError
+from dataset_cards.render.text import (
+    describe_license_class,
+    describe_pii,
+    describe_review,
+    describe_scores,
+    describe_volume,
+)
 from dataset_cards.schema import (
     EXCHANGE_FIELDS,
     HF_METADATA_FIELDS,
+    HUMAN_FIELDS,
     PROVENANCE_COLUMNS,
     DatasetCard,
     Feature,
@@ -35,19 +43,27 @@ _FEATURE_KEYS = frozenset({"name", "dtype", "list", "struct", "length"})
 
 
 def render_readme(card: DatasetCard) -> str:
-    """The card as a Hugging Face ``README.md``: YAML front matter, then markdown sections."""
+    """The card as a Hugging Face ``README.md``: YAML front matter, then markdown sections.
+
+    The sections follow Datasheets for Datasets (motivation, composition, collection process,
+    preprocessing, uses, distribution, maintenance), after a summary and the exchange's product
+    description.
+    """
     front = yaml.safe_dump(
         front_matter(card), sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
     )
     sections = [
         f"# {_one_line(card.pretty_name)}",
         _summary(card),
-        _structure(card),
-        _files(card),
+        _product(card),
+        _text_section("Motivation", card.motivation),
+        _composition(card),
+        _collection(card),
         _preprocessing(card),
-        _provenance(card),
         _uses(card),
-        _licensing(card),
+        _distribution(card),
+        _maintenance(card),
+        _text_section("Citation", card.citation),
         _exchange(card),
         _missing(card),
     ]
@@ -100,14 +116,91 @@ def _code(text: str) -> str:
     return f"`{text}`" if "`" not in text else f"`` {text} ``"
 
 
+_NOT_PROVIDED = "_Not provided yet._"
+
+
+def _text(value: str | None) -> str:
+    return value.strip() if value else _NOT_PROVIDED
+
+
+def _text_section(title: str, value: str | None) -> str:
+    return f"## {title}\n\n{_text(value)}"
+
+
 def _summary(card: DatasetCard) -> str:
     body = card.description.strip() or "_No description has been provided yet._"
     return f"## Dataset summary\n\n{body}"
 
 
-def _structure(card: DatasetCard) -> str:
+def _product(card: DatasetCard) -> str:
+    lines = [
+        "## Product description",
+        "",
+        f"- Provider: {_one_line(card.provider)}",
+    ]
+    if card.co_contributors:
+        lines.append("- Co-contributors: " + ", ".join(_one_line(c) for c in card.co_contributors))
+    lines += [
+        f"- Scope: {_one_line(card.scope) if card.scope else _NOT_PROVIDED}",
+        f"- Update frequency: {card.update_frequency or _NOT_PROVIDED}",
+        f"- Volume: {describe_volume(card)}",
+        f"- Licence: {_license_words(card)}",
+        "- Licence template: "
+        + (_code(card.license_template) if card.license_template else _NOT_PROVIDED),
+        "- Price plans: "
+        + (", ".join(_code(p) for p in card.price_plans) if card.price_plans else _NOT_PROVIDED),
+        f"- Compliance assessment: {_compliance(card)}",
+        f"- Quality evaluation: {_quality(card)}",
+        "",
+        "### Lawful source",
+        "",
+        _text(card.lawful_source_statement),
+        "",
+        "### Usage restrictions",
+        "",
+        _text(card.usage_restrictions),
+    ]
+    return "\n".join(lines)
+
+
+def _license_words(card: DatasetCard) -> str:
+    if card.license is None:
+        return _NOT_PROVIDED
+    if card.license == "other":
+        named = f"[{card.license_name}]({card.license_link}) (`other`)"
+    else:
+        named = _code(card.license)
+    return f"{named}; {describe_license_class(card.license_class)}"
+
+
+def _compliance(card: DatasetCard) -> str:
+    assessment = card.compliance_assessment
+    if assessment is None:
+        return "_Not assessed yet._"
+    text = (
+        f"{assessment.result}, by {_one_line(assessment.assessed_by)}"
+        f" on {assessment.assessed_on.isoformat()}"
+    )
+    if assessment.reference:
+        text += f" (ref. {_one_line(assessment.reference)})"
+    if assessment.summary:
+        text += f": {_one_line(assessment.summary)}"
+    return text
+
+
+def _quality(card: DatasetCard) -> str:
+    summary = _one_line(card.quality_summary) if card.quality_summary else "_Not evaluated yet._"
+    if card.quality_scores is None:
+        return summary
+    return f"{summary} Scores: {describe_scores(card.quality_scores)}."
+
+
+def _composition(card: DatasetCard) -> str:
     info = card.dataset_info
-    lines = ["## Dataset structure", ""]
+    lines = ["## Composition", ""]
+    if card.composition:
+        lines += [card.composition.strip(), ""]
+    lines += ["### Structure", ""]
     if info.splits:
         lines += ["| split | examples | bytes |", "|---|---:|---:|"]
         lines += [f"| {s.name} | {s.num_examples:,} | {s.num_bytes:,} |" for s in info.splits]
@@ -125,29 +218,44 @@ def _structure(card: DatasetCard) -> str:
             "Columns whose names begin with `_` are provenance columns added by the exchange during"
             " curation. They record where each row came from; they are not contributed content.",
         ]
+    lines += [
+        "",
+        "### Personal and sensitive information",
+        "",
+        _text(card.personal_sensitive_information),
+        "",
+        _sentence(describe_pii(card.pii_counts)),
+    ]
     return "\n".join(lines)
 
 
-def _files(card: DatasetCard) -> str:
-    if not card.files:
-        return "## Files\n\n_No files are listed._"
-    lines = ["## Files", "", "| path | rows | bytes | sha256 |", "|---|---:|---:|---|"]
-    lines += [
-        f"| {_code(_cell(f.path))} | {f.num_rows:,} | {f.num_bytes:,} | {_code(f.sha256)} |"
-        for f in card.files
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
+
+
+def _collection(card: DatasetCard) -> str:
+    creators = ", ".join(_code(c) for c in card.annotations_creators) or _NOT_PROVIDED
+    lines = [
+        "## Collection process",
+        "",
+        _text(card.data_collection),
+        "",
+        "### Annotation",
+        "",
+        f"- Annotations creators: {creators}",
+        f"- Review: {_sentence(describe_review(card.review))}",
     ]
+    if card.annotation_protocol:
+        lines += ["", card.annotation_protocol.strip()]
     return "\n".join(lines)
 
 
 def _preprocessing(card: DatasetCard) -> str:
+    lines = ["## Preprocessing", ""]
     if not card.preprocessing:
-        return "## Curation and preprocessing\n\n_No curation steps were recorded._"
-    lines = [
-        "## Curation and preprocessing",
-        "",
-        "The steps below ran, in this order, to produce this version.",
-        "",
-    ]
+        lines.append("_No curation steps were recorded._")
+    else:
+        lines += ["The steps below ran, in this order, to produce this version.", ""]
     for number, step in enumerate(card.preprocessing, start=1):
         lines.append(
             f"{number}. {_code(step.step)}: {step.rows_in:,} rows in, {step.rows_out:,} rows out."
@@ -162,42 +270,60 @@ def _preprocessing(card: DatasetCard) -> str:
         if step.params:
             params = json.dumps(step.params, ensure_ascii=False, sort_keys=True)
             lines.append(f"   - parameters: {_code(params)}")
-    return "\n".join(lines)
-
-
-def _provenance(card: DatasetCard) -> str:
-    lines = ["## Provenance and contributors", "", f"- Provider: {_one_line(card.provider)}"]
-    if card.co_contributors:
-        lines.append("- Co-contributors: " + ", ".join(_one_line(c) for c in card.co_contributors))
-    if card.source_datasets:
-        lines.append("- Source datasets: " + ", ".join(_code(s) for s in card.source_datasets))
-    lines += ["", "### Lawful source", ""]
-    lines.append(card.lawful_source_statement or "_Not provided yet._")
+    if card.preprocessing_notes:
+        lines += ["", card.preprocessing_notes.strip()]
     return "\n".join(lines)
 
 
 def _uses(card: DatasetCard) -> str:
     return "\n".join(
         [
-            "## Uses and limitations",
+            "## Uses",
             "",
             "### Intended uses",
             "",
-            card.intended_uses or "_Not provided yet._",
+            _text(card.intended_uses),
             "",
             "### Limitations",
             "",
-            card.limitations or "_Not provided yet._",
+            _text(card.limitations),
+            "",
+            "### Biases",
+            "",
+            _text(card.biases),
+            "",
+            "### Social impact",
+            "",
+            _text(card.social_impact),
         ]
     )
 
 
-def _licensing(card: DatasetCard) -> str:
-    if card.license == "other":
-        licence = f"[{card.license_name}]({card.license_link}) (`other`)"
+def _distribution(card: DatasetCard) -> str:
+    lines = ["## Distribution", ""]
+    if card.license is None:
+        lines.append("_No licence has been given yet._")
     else:
-        licence = _code(card.license)
-    return f"## Licensing\n\nThis dataset is distributed under the licence {licence}."
+        lines.append(f"This dataset is distributed under the licence {_license_words(card)}.")
+    if card.source_datasets:
+        lines += ["", "Source datasets: " + ", ".join(_code(s) for s in card.source_datasets)]
+    lines += ["", "### Files", ""]
+    if not card.files:
+        lines.append("_No files are listed._")
+    else:
+        lines += ["| path | rows | bytes | sha256 |", "|---|---:|---:|---|"]
+        lines += [
+            f"| {_code(_cell(f.path))} | {f.num_rows:,} | {f.num_bytes:,} | {_code(f.sha256)} |"
+            for f in card.files
+        ]
+    return "\n".join(lines)
+
+
+def _maintenance(card: DatasetCard) -> str:
+    frequency = card.update_frequency or _NOT_PROVIDED
+    return "\n".join(
+        ["## Maintenance", "", _text(card.maintenance_plan), "", f"Update frequency: {frequency}"]
+    )
 
 
 def _exchange(card: DatasetCard) -> str:
@@ -263,6 +389,24 @@ def parse_readme(text: str) -> DatasetCard:
             (_dotted(tuple(e["loc"])) + ": " if e["loc"] else "") + e["msg"] for e in errors
         )
         raise CardParseError(detail, line=locate(path), field=_dotted(path) or None) from exc
+
+
+def readme_fields(text: str) -> dict[str, Any]:
+    """The card fields a README states, unvalidated: its front matter and, when it has one, the
+    exchange record. Lets a contributor bring a Hub README that aidx did not write.
+
+    Raises :class:`CardParseError` naming the line when the front matter cannot be read.
+    """
+    lines = text.splitlines()
+    front, _ = _front_matter(lines)
+    info = front.get("dataset_info")
+    if isinstance(info, dict) and "features" in info:
+        features = [f.model_dump(mode="json", exclude_none=True) for f in info["features"]]
+        front = {**front, "dataset_info": {**info, "features": features}}
+    if any(line.strip() == EXCHANGE_RECORD_MARKER for line in lines):
+        record, _ = _exchange_record(lines)
+        return {**front, **record}
+    return front
 
 
 def _dotted(path: FieldPath) -> str:

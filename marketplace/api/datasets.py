@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, UploadFile
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from curation import service as curation_service
 from infra.queue import enqueue
@@ -142,15 +142,6 @@ def get_version(
     return schemas.DatasetVersionPublic.model_validate(
         datasets.get_visible_version(session, actor=principal, version_id=version_id)
     )
-
-
-@router.get("/v1/versions/{version_id}/card", response_class=PlainTextResponse)
-def get_card(
-    version_id: str, session: SessionDep, principal: CurrentPrincipal, store: StoreDep
-) -> PlainTextResponse:
-    """The Hugging Face ``README.md`` of the version."""
-    version = datasets.get_visible_version(session, actor=principal, version_id=version_id)
-    return PlainTextResponse(store.get_bytes(version.card_key), media_type="text/markdown")
 
 
 @router.get("/v1/versions/{version_id}/download-urls")

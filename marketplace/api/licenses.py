@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from marketplace import schemas
 from marketplace.api.deps import CurrentPrincipal, SessionDep, SettingsDep, SigningKeyDep
+from marketplace.errors import NotFoundError
 from marketplace.models import License
 from marketplace.services import licensing
 
@@ -19,14 +20,16 @@ router = APIRouter(tags=["licenses"])
 def _license_public(session: Session, license_: License) -> schemas.LicensePublic:
     entitlement = licensing.entitlement_of(session, license_.id)
     certificate = licensing.certificate_of(session, license_.id)
+    contract = licensing.contract_of(session, license_.id)
     return schemas.LicensePublic(
         **{
             field: getattr(license_, field)
             for field in schemas.LicensePublic.model_fields
-            if field not in ("entitlement", "certificate_id")
+            if field not in ("entitlement", "certificate_id", "contract_filing_number")
         },
         entitlement=schemas.EntitlementPublic.model_validate(entitlement),
         certificate_id=certificate.id,
+        contract_filing_number=contract.filing_number if contract else None,
     )
 
 
@@ -77,6 +80,18 @@ def get_certificate(
         key_id=certificate.key_id,
         algorithm="Ed25519",
     )
+
+
+@router.get("/v1/licenses/{license_id}/contract")
+def get_contract(
+    license_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> schemas.ContractPublic:
+    """The filed contract, in English and Chinese, with its hash and filing number."""
+    licensing.get_license(session, actor=principal, license_id=license_id)
+    contract = licensing.contract_of(session, license_id)
+    if contract is None:
+        raise NotFoundError("contract of license", license_id)
+    return schemas.ContractPublic.model_validate(contract)
 
 
 @router.get("/v1/entitlements")

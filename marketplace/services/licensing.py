@@ -19,6 +19,7 @@ from marketplace.certificates import CERTIFICATE_TYPE, sign_certificate
 from marketplace.errors import ConflictError, InvalidRequestError, NotFoundError
 from marketplace.models import (
     Certificate,
+    Contract,
     Dataset,
     DatasetVersion,
     Entitlement,
@@ -27,7 +28,7 @@ from marketplace.models import (
     Listing,
     Organization,
 )
-from marketplace.services import audit, ledger
+from marketplace.services import audit, contracts, ledger
 from marketplace.services.organizations import Principal
 
 
@@ -91,6 +92,13 @@ def license_listing(
         if previous is None:
             raise
         return _same_request_or_conflict(previous, request_hash, idempotency_key), False
+    contract = contracts.file_contract(
+        session,
+        license_=license_,
+        parameters=listing.contract_parameters,
+        seller_accepted_at=listing.created_at,
+        buyer_api_key_id=actor.api_key_id,
+    )
     session.add(
         Entitlement(
             id=new_id("ent"),
@@ -98,6 +106,7 @@ def license_listing(
             organization_id=actor.organization_id,
             version_id=listing.version_id,
             uses=chosen,
+            expires_at=contracts.expiry(listing.contract_parameters, contract.filed_at),
             created_at=now,
         )
     )
@@ -113,7 +122,7 @@ def license_listing(
         contributions=version.contributions or {listing.organization_id: 1},
         fee_bps=platform_fee_bps,
     )
-    session.add(_certificate(session, license_, signing_key, settlement))
+    session.add(_certificate(session, license_, signing_key, settlement, contract))
     audit.record(
         session,
         actor_organization_id=actor.organization_id,
@@ -147,6 +156,7 @@ def _certificate(
     license_: License,
     signing_key: Ed25519PrivateKey,
     settlement: LedgerTransaction | None,
+    contract: Contract,
 ) -> Certificate:
     version = session.get(DatasetVersion, license_.version_id)
     assert version is not None
@@ -161,7 +171,12 @@ def _certificate(
         "issued_at": utcnow().isoformat(),
         "license_id": license_.id,
         "listing_id": license_.listing_id,
-        "contract_template": license_.license_template,
+        "contract": {
+            "contract_id": contract.id,
+            "template": contract.template,
+            "sha256": contract.sha256,
+            "filing_number": contract.filing_number,
+        },
         "uses": license_.uses,
         "buyer": {"organization_id": buyer.id, "name": buyer.name},
         "seller": {"organization_id": seller.id, "name": seller.name},
@@ -219,3 +234,8 @@ def list_entitlements(session: Session, *, actor: Principal) -> list[Entitlement
             .order_by(Entitlement.created_at)
         )
     )
+
+
+def contract_of(session: Session, license_id: str) -> Contract | None:
+    """The filed contract; None for licenses concluded before contracts were filed."""
+    return session.scalar(select(Contract).where(Contract.license_id == license_id))

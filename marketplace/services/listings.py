@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from dataset_cards import service as cards
 from infra.db import new_id, utcnow
-from marketplace.errors import ConflictError, NotFoundError
+from marketplace.errors import ConflictError, InvalidRequestError, NotFoundError
 from marketplace.models import Dataset, DatasetVersion, Listing
 from marketplace.schemas import ListingCreate
 from marketplace.services import audit
 from marketplace.services.organizations import Principal
 
 
+def card_errors(
+    session: Session, *, version_id: str, price_amount: int, contract_parameters: dict[str, Any]
+) -> list[str]:
+    """The card's lint errors for this offer; any one of them keeps the version off the market."""
+    plan = {
+        "id": "listing",
+        "permitted_uses": contract_parameters.get("permitted_uses", []),
+        "price": price_amount,
+    }
+    issues = cards.lint_stored_card(session, version_id=version_id, price_plans=[plan])
+    return [f"{issue.path}: {issue.message}" for issue in issues if issue.severity == "error"]
+
+
+def _refuse_if_card_has_errors(session: Session, listing: Listing) -> None:
+    errors = card_errors(
+        session,
+        version_id=listing.version_id,
+        price_amount=listing.price_amount,
+        contract_parameters=listing.contract_parameters,
+    )
+    if errors:
+        raise InvalidRequestError(
+            f"the card of version {listing.version_id} has {len(errors)} error(s); fix them with "
+            f"PATCH /v1/versions/{listing.version_id}/card: " + "; ".join(errors)
+        )
+
+
 def submit_listing(session: Session, *, actor: Principal, request: ListingCreate) -> Listing:
-    """A contributor offers one of its versions; it waits for the operator's review."""
+    """A contributor offers one of its versions; it waits for the operator's review.
+
+    A version whose card has lint errors cannot be submitted (nor approved later).
+    """
     actor.require_role("contributor")
     version = session.get(DatasetVersion, request.version_id)
     dataset = session.get(Dataset, version.dataset_id) if version else None
@@ -29,10 +62,12 @@ def submit_listing(session: Session, *, actor: Principal, request: ListingCreate
         status="submitted",
         price_amount=request.price_amount,
         currency=request.currency,
-        license_template=request.license_template,
+        license_template=request.contract_parameters.template,
         allowed_uses=sorted(set(request.allowed_uses)),
+        contract_parameters=request.contract_parameters.model_dump(mode="json"),
         created_at=utcnow(),
     )
+    _refuse_if_card_has_errors(session, listing)
     session.add(listing)
     audit.record(
         session,
@@ -57,6 +92,8 @@ def review_listing(
         raise NotFoundError("listing", listing_id)
     if listing.status != "submitted":
         raise ConflictError(f"listing {listing_id} is {listing.status}, not submitted")
+    if decision == "approve":
+        _refuse_if_card_has_errors(session, listing)
     listing.status = "listed" if decision == "approve" else "rejected"
     listing.review_notes = notes
     listing.reviewed_by = actor.organization_id

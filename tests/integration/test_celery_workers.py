@@ -137,6 +137,7 @@ def make_deployment(
     monkeypatch: pytest.MonkeyPatch,
     broker_url: str | None = None,
     result_backend: str | None = None,
+    key_prefix: str = "",
 ) -> Deployment:
     """Settings and worker environment for one broker; nothing is created yet."""
     for name in list(os.environ):
@@ -150,9 +151,16 @@ def make_deployment(
         env["AIDX_BROKER_URL"] = broker_url
     if result_backend:
         env["AIDX_RESULT_BACKEND"] = result_backend
+    if key_prefix:
+        env["AIDX_BROKER_KEY_PREFIX"] = key_prefix
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO_ROOT)])
 
-    settings = Settings(home=home, broker_url=broker_url, result_backend=result_backend)
+    settings = Settings(
+        home=home,
+        broker_url=broker_url,
+        result_backend=result_backend,
+        broker_key_prefix=key_prefix,
+    )
     sender = Celery(f"sender-{secrets.token_hex(4)}", set_as_current=False)
     sender.conf.update(celery_config(settings))
     return Deployment(settings=settings, env=env, workdir=tmp_path, sender=sender)
@@ -173,17 +181,16 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Deploy
 
 @pytest.fixture
 def redis_deployment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str, redis_key_prefix: str
 ) -> Iterator[Deployment]:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
     yield from prepared(
-        make_deployment(tmp_path, monkeypatch, broker_url=redis_url, result_backend=redis_url)
+        make_deployment(
+            tmp_path,
+            monkeypatch,
+            broker_url=redis_url,
+            result_backend=redis_url,
+            key_prefix=redis_key_prefix,
+        )
     )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from curation.writers import ShardInfo, version_content_hash
 from infra.db import dispose_engines, session_scope, utcnow
+from infra.demo import CARD_FACTS
 from marketplace.certificates import CertificateError, load_public_key, verify_certificate
 from marketplace.client import AidxClient, ApiError
 from marketplace.models import Entitlement
@@ -89,6 +90,7 @@ def _walk_trade(
     assert run["status"] == "succeeded", run["error"]
     ids["run"] = run
     ids["version"] = seller.version(run["version_id"])
+    seller.update_card(run["version_id"], CARD_FACTS)
     listing = seller.submit_listing(
         version_id=run["version_id"], title="GSM8K part", summary="math word problems",
         price_amount=50_000, currency="CNY",
@@ -507,3 +509,71 @@ def test_the_worker_checks_the_gate_again_and_fails_a_job_whose_grant_was_revoke
     assert failed["status"] == "failed"
     assert "training entitlement" in failed["error"]
     assert failed["artifacts"] == []
+
+
+# The card ---------------------------------------------------------------------------------------
+
+
+def test_the_card_is_served_as_readme_croissant_json_and_a_bilingual_page(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    version_id = trade["version"]["id"]
+    with exchange.client(trade["outsider_key"]) as client:  # listed: any member may read it
+        croissant = json.loads(client.card(version_id, format="croissant"))
+        card = json.loads(client.card(version_id, format="json"))
+        page = client.card(version_id, format="product-html")
+    assert "@context" in croissant and croissant["name"]
+    assert croissant["distribution"][0]["sha256"] == trade["version"]["files"][0]["sha256"]
+    assert card["lawful_source_statement"] == CARD_FACTS["lawful_source_statement"]
+    assert "合法来源" in page and "<html" in page.lower()
+
+
+def test_card_revisions_record_who_changed_what_and_lint_is_clean(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    version_id = trade["version"]["id"]
+    with exchange.client(trade["contributor_key"]) as client:
+        revisions = client.request("GET", f"/v1/versions/{version_id}/card/revisions")
+        diff = client.request(
+            "GET", f"/v1/versions/{version_id}/card/diff", params={"from": 1, "to": 2}
+        )
+        lint = client.request("GET", f"/v1/versions/{version_id}/card/lint")
+    assert [revision["number"] for revision in revisions] == [1, 2]
+    assert revisions[1]["author_organization_id"] == trade["contributor"]
+    assert "lawful_source_statement" in {change["path"] for change in diff}
+    assert lint["errors"] == 0
+
+
+def test_machine_facts_and_other_organisations_cannot_edit_the_card(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    version_id = trade["version"]["id"]
+    with http(exchange, trade["contributor_key"]) as client:
+        before = client.get(f"/v1/versions/{version_id}/card", params={"format": "json"}).json()
+        response = client.patch(f"/v1/versions/{version_id}/card", json={"files": []})
+        assert response.status_code == 422
+        assert "files" in _error(response)["message"]
+        response = client.patch(f"/v1/versions/{version_id}/card", json={"license": "nope-1.0"})
+        assert response.status_code == 422
+        after = client.get(f"/v1/versions/{version_id}/card", params={"format": "json"}).json()
+        assert after == before  # nothing half-written
+    for key in (trade["buyer_key"], trade["outsider_key"]):
+        with http(exchange, key) as client:
+            response = client.patch(
+                f"/v1/versions/{version_id}/card", json={"limitations": "none at all"}
+            )
+            assert response.status_code == 404
+
+
+def test_a_version_whose_card_has_errors_cannot_be_listed(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    with exchange.client(trade["contributor_key"]) as seller:
+        run = seller.start_curation(trade["dataset"])
+        run = seller.wait_for(f"/v1/curation-runs/{run['id']}", done=("succeeded", "failed"))
+        with pytest.raises(ApiError) as refused:
+            seller.submit_listing(
+                version_id=run["version_id"], title="unfinished card", price_amount=1
+            )
+    assert refused.value.status_code == 422
+    assert "lawful_source_statement" in refused.value.message

@@ -1,4 +1,4 @@
-"""Settlement and the audit chain on a running exchange, on both backends.
+"""Settlement, filed contracts and the audit chain on a running exchange, on both backends.
 
 A purchase moves the price from the buyer to the contributor and the platform's fee account in
 the same transaction as the license; retries charge once; concurrent purchases never overdraw;
@@ -7,6 +7,8 @@ the ledger always sums to zero; the audit trail's hash chain exposes an altered 
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -20,6 +22,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from infra.demo import CARD_FACTS
 from tests.conftest import Exchange
 
 PRICE = 10_000
@@ -51,6 +54,7 @@ def market(
         seller.upload(dataset["id"], small)
         run = seller.start_curation(dataset["id"])
         run = seller.wait_for(f"/v1/curation-runs/{run['id']}", done=("succeeded", "failed"))
+        seller.update_card(run["version_id"], CARD_FACTS)
         listing = seller.submit_listing(
             version_id=run["version_id"], title="priced rows", price_amount=PRICE, currency="CNY"
         )
@@ -230,3 +234,100 @@ def _json(value: Any) -> str:
 
 def _cli_env(exchange: Exchange) -> dict[str, str]:
     return {**os.environ, **exchange.env, "AIDX_HOME": str(exchange.home)}
+
+
+def test_a_license_files_a_bilingual_contract_that_the_certificate_names(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    buyer_id, buyer_key = new_buyer(exchange, market, funds=2 * PRICE)
+    first = buy(exchange, buyer_key, market["listing"], uuid.uuid4().hex).json()
+    second = buy(exchange, buyer_key, market["listing"], uuid.uuid4().hex).json()
+    with exchange.client(buyer_key) as client:
+        contract = client.request("GET", f"/v1/licenses/{first['id']}/contract")
+        certificate = client.certificate(first["id"])
+        later = client.request("GET", f"/v1/licenses/{second['id']}/contract")
+    number = contract["filing_number"]
+    assert number == first["contract_filing_number"]
+    prefix, sequence = number.rsplit("-", 1)
+    assert later["filing_number"] == f"{prefix}-{int(sequence) + 1:06d}"  # sequential, unique
+    assert number in contract["text_en"] and f"合同备案号：{number}" in contract["text_zh"]
+    assert buyer_id in contract["text_en"] and buyer_id in contract["text_zh"]
+    assert "research, commercial, training, evaluation" in contract["text_en"]
+    document = {key: contract[key] for key in ("template", "template_sha256", "parameters")}
+    document |= {"text_en": contract["text_en"], "text_zh": contract["text_zh"]}
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert hashlib.sha256(canonical.encode()).hexdigest() == contract["sha256"]
+    assert certificate["payload"]["contract"] == {
+        "contract_id": contract["id"],
+        "template": "aidx-ai-training-v1",
+        "sha256": contract["sha256"],
+        "filing_number": number,
+    }
+    with exchange.client(market["contributor_key"]) as seller:  # the other party reads it too
+        assert (
+            seller.request("GET", f"/v1/licenses/{first['id']}/contract")["sha256"]
+            == (contract["sha256"])
+        )
+
+
+def test_a_term_makes_the_entitlement_expire_and_expired_access_stops(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    with exchange.client(market["contributor_key"]) as seller:
+        version_id = seller.request("GET", f"/v1/listings/{market['listing']}")["version_id"]
+        listing = seller.submit_listing(
+            version_id=version_id, title="one day", price_amount=0, currency="CNY",
+            contract_parameters={"term_days": 1, "territory": ["CN"], "share_alike": True},
+        )  # fmt: skip
+    with exchange.client(market["operator_key"]) as operator:
+        operator.review_listing(listing["id"], "approve")
+    _, buyer_key = new_buyer(exchange, market, funds=0)
+    license_ = buy(exchange, buyer_key, listing["id"], uuid.uuid4().hex).json()
+    entitlement = license_["entitlement"]
+    expires = dt.datetime.fromisoformat(entitlement["expires_at"])
+    created = dt.datetime.fromisoformat(license_["created_at"])
+    assert dt.timedelta(hours=23) < expires - created < dt.timedelta(hours=25)
+    with exchange.client(buyer_key) as client:
+        contract = client.request("GET", f"/v1/licenses/{license_['id']}/contract")
+        assert "1 days from filing" in contract["text_en"] and "CN" in contract["text_en"]
+        files = client.version(version_id)["files"]
+        path = f"/v1/versions/{version_id}/files/{files[0]['path']}"
+        assert client.http.get(path).status_code == 200
+    engine = create_engine(exchange.settings.resolved_database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text("UPDATE entitlements SET expires_at = :past WHERE id = :id"),
+                {"past": dt.datetime(2020, 1, 1, tzinfo=dt.UTC), "id": entitlement["id"]},
+            )
+    finally:
+        engine.dispose()
+    with exchange.client(buyer_key) as client:
+        assert client.http.get(path).status_code == 403
+        refused = client.http.post(
+            "/v1/training-jobs", json={"version_id": version_id, "params": {}}
+        )
+        assert refused.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("parameters", "named"),
+    [
+        ({"exclusive": True}, "contract_parameters.exclusive"),
+        ({"territory": ["china"]}, "contract_parameters.territory"),
+        ({"permitted_uses": ["resale"]}, "contract_parameters.permitted_uses"),
+        ({"term_days": 0}, "contract_parameters.term_days"),
+    ],
+)
+def test_unknown_or_invalid_contract_parameters_are_refused(
+    exchange: Exchange, market: dict[str, Any], parameters: dict[str, Any], named: str
+) -> None:
+    with exchange.client(market["contributor_key"]) as seller:
+        version_id = seller.request("GET", f"/v1/listings/{market['listing']}")["version_id"]
+        response = seller.http.post(
+            "/v1/listings",
+            json={"version_id": version_id, "title": "t", "price_amount": 1,
+                  "contract_parameters": parameters},
+        )  # fmt: skip
+    assert response.status_code == 422
+    assert named in response.json()["error"]["message"]

@@ -118,3 +118,35 @@ def test_sliced_struct_column_with_nulls_is_normalized() -> None:
     meta = pa.array([{"note": " x "}, None, {"note": "y \r\n"}], pa.struct([("note", pa.string())]))
 
     assert normalize_text(meta.slice(1)).to_pylist() == [None, {"note": "y"}]
+
+
+def test_traditional_chinese_becomes_simplified_when_asked() -> None:
+    with (GSM8K_TRAIN.parent / "tangshi_300.json").open(encoding="utf-8") as file:
+        poems = [{"title": p["title"], "text": "\n".join(p["paragraphs"])} for p in json.load(file)]
+
+    simplified = run_normalize(Normalize(to_simplified=True), poems)
+    untouched = run_normalize(Normalize(), poems)
+
+    assert untouched == poems
+    assert simplified[0] == {
+        "title": "在岳咏蝉",
+        "text": "西陆蝉声唱，南冠客思侵。\n那堪玄鬓影，来对白头吟。\n露重飞难进，风多响易沈。\n"
+        "无人信高洁，谁为表予心。",
+    }
+    changed = sum(a != b for a, b in zip(simplified, poems, strict=True))
+    assert changed > 300
+    # Text without Han characters is only normalised.
+    assert run_normalize(Normalize(to_simplified=True), [{"q": " What is 2+2? "}]) == [
+        {"q": "What is 2+2?"}
+    ]
+
+
+def test_nested_chinese_messages_are_simplified() -> None:
+    messages = pa.array(
+        [[{"role": "user", "content": "國際關係"}, {"role": "assistant", "content": "經濟發展"}]],
+        pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())])),
+    )
+
+    assert normalize_text(messages, to_simplified=True).to_pylist() == [
+        [{"role": "user", "content": "国际关系"}, {"role": "assistant", "content": "经济发展"}]
+    ]

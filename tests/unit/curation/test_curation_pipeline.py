@@ -148,7 +148,7 @@ def test_recipe_can_be_a_yaml_file(tmp_path: Path) -> None:
     pipeline = Pipeline.from_recipe(path)
 
     assert pipeline.name == "questions"
-    assert pipeline.steps[0].params == {"columns": ["question"]}
+    assert pipeline.steps[0].params == {"columns": ["question"], "to_simplified": False}
 
 
 def test_unknown_step_is_named_with_the_known_ones() -> None:

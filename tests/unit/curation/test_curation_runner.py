@@ -115,7 +115,7 @@ def test_gsm8k_train_with_planted_duplicates_is_curated(
     assert result.steps == [
         {
             "step": "normalize",
-            "params": {"columns": None},
+            "params": {"columns": None, "to_simplified": False},
             "rows_in": rows_in,
             "rows_out": rows_in,
             "dropped_by_reason": {},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,15 @@ def train_table() -> pa.Table:
 
 
 @pytest.fixture(scope="session")
-def data_files(
-    train_table: pa.Table, tmp_path_factory: pytest.TempPathFactory
-) -> list[dict[str, Any]]:
+def dataset_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dataset repository folder the Parquet files are written under."""
+    return tmp_path_factory.mktemp("dataset")
+
+
+@pytest.fixture(scope="session")
+def data_files(train_table: pa.Table, dataset_root: Path) -> list[dict[str, Any]]:
     """Real Parquet files of the train and test splits, with their real digests and sizes."""
-    root = tmp_path_factory.mktemp("dataset")
+    root = dataset_root
     return [
         _write(train_table, root, "data/train-00000-of-00001.parquet"),
         _write(_curated("gsm8k_test.jsonl"), root, "data/test-00000-of-00001.parquet"),
@@ -122,3 +127,55 @@ def curation_facts(
 @pytest.fixture(scope="session")
 def card(curation_facts: dict[str, Any]) -> DatasetCard:
     return card_from_curation(**curation_facts)
+
+
+# What a person provides, and what the exchange's reviewers record, for a complete card.
+HUMAN_VALUES: dict[str, Any] = {
+    "motivation": "Built by OpenAI to measure multi-step arithmetic reasoning of language models.",
+    "annotations_creators": ["expert-generated"],
+    "lawful_source_statement": "Published by OpenAI under the MIT licence; copied verbatim.",
+    "data_collection": "Problems were written by human problem writers hired by OpenAI.",
+    "scope": "English grade-school maths word problems, two to eight steps each.",
+    "update_frequency": "one-off",
+    "personal_sensitive_information": "None: the problems are fictional and name no real person.",
+    "intended_uses": "Fine-tuning and evaluating arithmetic reasoning.",
+    "limitations": "English only; grade-school level.",
+    "biases": "Problem settings reflect US everyday life.",
+    "social_impact": "Better arithmetic in assistants; no foreseeable harm to individuals.",
+    "maintenance_plan": "Frozen upstream; the exchange fixes reported errors in new versions.",
+    "usage_restrictions": "No re-identification attempts; no resale of the raw rows.",
+    "license_template": "aidx-ai-training-v1",
+    "price_plans": ["plan-research", "plan-commercial"],
+    "citation": "Cobbe et al., Training Verifiers to Solve Math Word Problems, 2021.",
+    "compliance_assessment": {
+        "result": "passed",
+        "assessed_by": "Exchange listing review",
+        "assessed_on": "2026-01-05",
+        "summary": "Lawful source and licence verified; no personal information.",
+    },
+    "quality_summary": "Answers checked on a sample of 200 rows; 99% correct.",
+}
+
+
+@pytest.fixture
+def price_plans() -> list[dict[str, Any]]:
+    """The plans the complete card's product is offered under (issue 5's permitted uses)."""
+    return [
+        {"id": "plan-research", "kind": "one-off", "permitted_uses": ["research", "training"]},
+        {"id": "plan-commercial", "kind": "subscription", "permitted_uses": ["commercial"]},
+    ]
+
+
+@pytest.fixture(scope="session")
+def complete_card(curation_facts: dict[str, Any]) -> DatasetCard:
+    """The GSM8K card with everything filled in: lint finds nothing to report."""
+    card = card_from_curation(
+        **curation_facts,
+        pii_counts={"email": 0, "phone": 0, "cn_id_number": 0},
+        review={"sample_size": 200, "reviewers": 2, "pass_rate": 0.99, "agreement": 0.87,
+                "agreement_metric": "cohen_kappa", "tool": "label-studio"},
+        quality_scores={"completeness": 1.0, "accuracy": 0.99},
+        version_number=1,
+        date_published=dt.date(2026, 1, 2),
+    )  # fmt: skip
+    return DatasetCard.model_validate({**card.model_dump(), **HUMAN_VALUES})

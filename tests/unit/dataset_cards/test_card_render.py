@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -11,7 +12,7 @@ import yaml
 
 from dataset_cards.autofill import card_from_curation
 from dataset_cards.errors import CardParseError
-from dataset_cards.render import EXCHANGE_RECORD_MARKER, parse_readme, render_readme
+from dataset_cards.render import EXCHANGE_RECORD_MARKER, front_matter, parse_readme, render_readme
 from dataset_cards.schema import DatasetCard
 
 HF_KEYS = {
@@ -21,8 +22,10 @@ HF_KEYS = {
     "license_link",
     "language",
     "task_categories",
+    "task_ids",
     "size_categories",
     "source_datasets",
+    "annotations_creators",
     "tags",
     "configs",
     "dataset_info",
@@ -201,16 +204,21 @@ def test_huggingface_hub_reads_an_other_license(dropping_card: DatasetCard) -> N
     )
 
 
-def test_readme_sections_describe_the_version(card: DatasetCard, readme: str) -> None:
+def test_readme_sections_follow_the_datasheet_and_describe_the_version(
+    card: DatasetCard, readme: str
+) -> None:
     headings = re.findall(r"^## (.+)$", readme, flags=re.MULTILINE)
     assert headings == [
         "Dataset summary",
-        "Dataset structure",
-        "Files",
-        "Curation and preprocessing",
-        "Provenance and contributors",
-        "Uses and limitations",
-        "Licensing",
+        "Product description",
+        "Motivation",
+        "Composition",
+        "Collection process",
+        "Preprocessing",
+        "Uses",
+        "Distribution",
+        "Maintenance",
+        "Citation",
         "Exchange metadata",
         "Missing information",
     ]
@@ -225,14 +233,32 @@ def test_readme_sections_describe_the_version(card: DatasetCard, readme: str) ->
     assert "1. `normalize_whitespace`: 7,473 rows in, 7,473 rows out." in readme
     assert "- Provider: OpenAI" in readme
     assert "- Co-contributors: Example Math Co-op" in readme
+    assert "- Volume: 8,792 rows in 2 splits; 2 files," in readme
+    assert (
+        "- Licence: `mit`; commercial use allowed; attribution required; no share-alike" in readme
+    )
+    assert "No PII scan was recorded." in readme
     assert f"| version id | `{card.version_id}` |" in readme
     assert f"| content hash | `{card.content_hash}` |" in readme
     missing = readme.split("## Missing information", 1)[1]
-    assert re.findall(r"^- `(\w+)`", missing, flags=re.MULTILINE) == [
+    assert re.findall(r"^- `(\w+)`", missing, flags=re.MULTILINE)[:3] == [
+        "motivation",
+        "annotations_creators",
         "lawful_source_statement",
-        "intended_uses",
-        "limitations",
     ]
+
+
+def test_a_complete_card_shows_every_section_filled_in(complete_card: DatasetCard) -> None:
+    text = render_readme(complete_card)
+
+    assert "_Not provided yet._" not in text
+    assert "None: every field a person provides is filled in." in text
+    assert "- Compliance assessment: passed, by Exchange listing review on 2026-01-05" in text
+    assert "The PII scan found nothing (email, phone, cn_id_number)." in text
+    assert "- Review: Human review of a sample of 200 rows by 2 reviewers (label-studio):" in text
+    assert "Scores: completeness 1, accuracy 0.99." in text
+    assert parse_readme(text) == complete_card
+    assert render_readme(parse_readme(text)) == text
 
 
 def test_readme_shows_dropped_rows_by_reason_and_filled_fields(dropping_card: DatasetCard) -> None:
@@ -243,7 +269,7 @@ def test_readme_shows_dropped_rows_by_reason_and_filled_fields(dropping_card: Da
     assert '   - parameters: `{"min_chars": 20, "threshold": 0.5}`' in text
     assert "[acme-data-1.0](https://example.org/acme-data-1.0)" in text
     assert "Released by OpenAI under the MIT licence" in text
-    assert "None: every field a person provides is filled in." in text
+    assert "- `intended_uses`" not in text.split("## Missing information", 1)[1]
 
 
 def test_render_is_deterministic(card: DatasetCard, readme: str) -> None:
@@ -354,3 +380,32 @@ def test_a_bad_digest_deep_in_the_exchange_record_names_its_line(
 def test_a_readme_without_the_exchange_record_is_rejected(readme: str) -> None:
     with pytest.raises(CardParseError, match="no exchange record"):
         parse_readme(readme.replace(EXCHANGE_RECORD_MARKER, "<!-- gone -->"))
+
+
+def test_huggingface_hub_round_trips_the_metadata_of_a_complete_card(
+    complete_card: DatasetCard, tmp_path: Path
+) -> None:
+    """The Hub client loads our README from disk, its metadata equals our front matter, and
+    the README it writes back (its own YAML) parses to the same card."""
+    from huggingface_hub import DatasetCard as HubCard
+
+    path = tmp_path / "README.md"
+    path.write_text(render_readme(complete_card), encoding="utf-8")
+
+    hub_card = HubCard.load(path)
+    assert hub_card.data.to_dict() == front_matter(complete_card)
+    assert hub_card.data.to_dict()["annotations_creators"] == ["expert-generated"]
+
+    saved = tmp_path / "saved" / "README.md"
+    saved.parent.mkdir()
+    hub_card.save(saved)
+    assert parse_readme(saved.read_text(encoding="utf-8")) == complete_card
+
+
+def test_task_ids_and_annotation_creators_are_hub_metadata(complete_card: DatasetCard) -> None:
+    card = complete_card.model_copy(update={"task_ids": ["open-domain-qa"]})
+    front = front_matter(card)
+
+    assert front["task_ids"] == ["open-domain-qa"]
+    assert front["annotations_creators"] == ["expert-generated"]
+    assert list(front).index("task_ids") == list(front).index("task_categories") + 1
