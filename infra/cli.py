@@ -25,7 +25,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(cert_app, name="cert")
 app.add_typer(audit_app, name="audit")
 app.add_typer(card_app, name="card")
-console = Console()
+console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 STOP_GRACE_SECONDS = 30.0

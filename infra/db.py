@@ -153,6 +153,27 @@ def upgrade_database(settings: Settings | None = None, revision: str = "head") -
     command.upgrade(alembic_config(settings), revision)
 
 
+# What the migrations make that no model describes: the catalog's full-text indexes (SQLite's
+# FTS5 table, with the shadow tables SQLite keeps for it, and PostgreSQL's GIN expression index).
+UNMANAGED_TABLE_PREFIXES = ("listing_search",)
+UNMANAGED_INDEXES = ("ix_listings_search_text_fts",)
+
+
+def is_unmanaged_table(name: str) -> bool:
+    return name.startswith(UNMANAGED_TABLE_PREFIXES)
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Alembic's filter: compare everything the models describe, nothing else."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return not is_unmanaged_table(name)
+    return not (type_ == "index" and name in UNMANAGED_INDEXES)
+
+
 MODEL_MODULES = (
     "marketplace.models",
     "curation.models",

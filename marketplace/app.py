@@ -19,6 +19,7 @@ from infra.config import Settings
 from marketplace.api import (
     cards,
     datasets,
+    hf,
     ledger,
     licenses,
     listings,
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         licenses,
         ledger,
         training_jobs,
+        hf,
     ):
         app.include_router(module.router)
     return app

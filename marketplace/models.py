@@ -103,6 +103,13 @@ class Listing(Base):
     license_template: Mapped[str] = mapped_column(String(64))
     allowed_uses: Mapped[list[str]] = mapped_column(JSON)
     contract_parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Catalog facets and full-text body, copied from the version's card (refreshed on change).
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    license: Mapped[str] = mapped_column(String(64), default="", index=True)
+    allowed_use: Mapped[str] = mapped_column(String(20), default="unspecified", index=True)
+    languages: Mapped[str] = mapped_column(String(400), default="")  # "|en|zh|"
+    tasks: Mapped[str] = mapped_column(String(1000), default="")  # "|question-answering|"
+    num_rows: Mapped[int] = mapped_column(BigInteger, default=0)
     review_notes: Mapped[str] = mapped_column(Text, default="")
     reviewed_by: Mapped[str | None] = mapped_column(ForeignKey("organizations.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

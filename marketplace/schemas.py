@@ -226,6 +226,9 @@ class ListingPublic(Public):
     license_template: str
     allowed_uses: list[str]
     contract_parameters: dict[str, Any]
+    license: str
+    allowed_use: str
+    num_rows: int
     review_notes: str
     created_at: dt.datetime
     reviewed_at: dt.datetime | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from infra.db import Base, import_all_models
+from infra.db import Base, import_all_models, include_object
 
 import_all_models()
 target_metadata = Base.metadata
@@ -27,6 +27,7 @@ def run_online() -> None:
     with engine.connect() as connection:
         context.configure(
             connection=connection,
+            include_object=include_object,
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
         )

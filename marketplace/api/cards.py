@@ -12,6 +12,7 @@ from dataset_cards.documents import RenderFormat, render_card
 from marketplace.api.deps import CurrentPrincipal, SessionDep
 from marketplace.errors import NotFoundError
 from marketplace.models import Dataset
+from marketplace.services import catalog
 from marketplace.services.datasets import get_visible_version
 
 router = APIRouter(tags=["dataset cards"])
@@ -62,7 +63,7 @@ def update_card(
     reviewer = bool(principal.roles.intersection({"operator", "auditor"}))
     if dataset.organization_id != principal.organization_id and not reviewer:
         raise NotFoundError("dataset version", version_id)
-    revision = cards.update_card(
+    revision = catalog.revise_card(
         session,
         version_id=version_id,
         changes=changes,

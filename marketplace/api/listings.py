@@ -6,8 +6,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from dataset_cards.licenses import AllowedUse
 from marketplace import schemas
 from marketplace.api.deps import CurrentPrincipal, SessionDep
+from marketplace.services import catalog as catalog_service
 from marketplace.services import listings
 
 router = APIRouter(tags=["listings"])
@@ -71,9 +73,29 @@ def list_listings(
 def catalog(
     session: SessionDep,
     principal: CurrentPrincipal,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Full-text search.")] = None,
+    license: Annotated[str | None, Query(max_length=64)] = None,
+    allowed_use: Annotated[AllowedUse | None, Query(description="License class.")] = None,
+    language: Annotated[str | None, Query(max_length=20)] = None,
+    task: Annotated[str | None, Query(max_length=100)] = None,
+    min_rows: Annotated[int | None, Query(ge=0)] = None,
+    max_rows: Annotated[int | None, Query(ge=0)] = None,
+    min_price: Annotated[int | None, Query(ge=0)] = None,
+    max_price: Annotated[int | None, Query(ge=0)] = None,
+    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
+    sort: Annotated[catalog_service.Sort, Query()] = "relevance",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> schemas.ListingsPublic:
-    """Listed datasets, newest first; ``q`` searches titles and summaries."""
-    return list_listings(session, principal, status="listed", q=q, limit=limit, offset=offset)
+    """Listed datasets: full-text search over their cards, facets, sorting and pages."""
+    filters = catalog_service.Filters(
+        license=license, allowed_use=allowed_use, language=language, task=task,
+        min_rows=min_rows, max_rows=max_rows, min_price=min_price, max_price=max_price,
+        currency=currency,
+    )  # fmt: skip
+    rows, count = catalog_service.search(
+        session, query=q, filters=filters, sort=sort, limit=limit, offset=offset
+    )
+    return schemas.ListingsPublic(
+        data=[schemas.ListingPublic.model_validate(row) for row in rows], count=count
+    )

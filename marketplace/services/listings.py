@@ -12,7 +12,7 @@ from infra.db import new_id, utcnow
 from marketplace.errors import ConflictError, InvalidRequestError, NotFoundError
 from marketplace.models import Dataset, DatasetVersion, Listing
 from marketplace.schemas import ListingCreate
-from marketplace.services import audit
+from marketplace.services import audit, catalog
 from marketplace.services.organizations import Principal
 
 
@@ -69,6 +69,7 @@ def submit_listing(session: Session, *, actor: Principal, request: ListingCreate
     )
     _refuse_if_card_has_errors(session, listing)
     session.add(listing)
+    catalog.refresh_listing(session, listing)
     audit.record(
         session,
         actor_organization_id=actor.organization_id,

@@ -577,3 +577,51 @@ def test_a_version_whose_card_has_errors_cannot_be_listed(
             )
     assert refused.value.status_code == 422
     assert "lawful_source_statement" in refused.value.message
+
+
+# The catalog ------------------------------------------------------------------------------------
+
+
+def _catalog_ids(client: httpx.Client, **params: Any) -> list[str]:
+    response = client.get("/v1/catalog", params=params)
+    assert response.status_code == 200, response.text
+    return [entry["id"] for entry in response.json()["data"]]
+
+
+def test_catalog_searches_the_card_text_in_any_script_and_filters_by_facets(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    listing, rows = trade["listing"], trade["version"]["num_rows"]
+    with exchange.client(trade["contributor_key"]) as seller:
+        seller.update_card(trade["version"]["id"], {"scope": "小学数学应用题，含分步解答"})
+    with http(exchange, trade["outsider_key"]) as client:
+        assert _catalog_ids(client, q="word problems") == [listing]  # title and summary
+        assert _catalog_ids(client, q="step-by-step reasoning") == [listing]  # card text
+        assert _catalog_ids(client, q="数学应用") == [listing]  # Chinese, refreshed on PATCH
+        assert _catalog_ids(client, q="quantum chromodynamics") == []
+        for params, found in (
+            ({"license": "mit"}, True),
+            ({"license": "cc-by-nc-4.0"}, False),
+            ({"allowed_use": "commercial"}, True),
+            ({"allowed_use": "non-commercial"}, False),
+            ({"language": "en"}, True),
+            ({"language": "zh"}, False),
+            ({"task": "question-answering"}, True),
+            ({"task": "translation"}, False),
+            ({"min_rows": rows, "max_rows": rows}, True),
+            ({"min_rows": rows + 1}, False),
+            ({"max_price": 49_999}, False),
+            ({"min_price": 50_000, "currency": "CNY"}, True),
+            ({"currency": "USD"}, False),
+        ):
+            assert (_catalog_ids(client, **params) == [listing]) is found, params
+        entry = client.get("/v1/catalog", params={"q": "math"}).json()["data"][0]
+        assert (entry["license"], entry["allowed_use"], entry["num_rows"]) == (
+            "mit",
+            "commercial",
+            rows,
+        )
+        for bad in ({"sort": "cheapest"}, {"allowed_use": "sometimes"}, {"min_rows": -1}):
+            response = client.get("/v1/catalog", params=bad)
+            assert response.status_code == 422
+            assert next(iter(bad)) in _error(response)["message"]

@@ -16,7 +16,15 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from infra.config import Settings
-from infra.db import Base, alembic_config, dispose_engines, import_all_models, upgrade_database
+from infra.db import (
+    Base,
+    alembic_config,
+    dispose_engines,
+    import_all_models,
+    include_object,
+    is_unmanaged_table,
+    upgrade_database,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,7 +78,7 @@ def test_upgrade_creates_every_model_table(settings: Settings) -> None:
     try:
         with engine.connect() as connection:
             inspector = sa.inspect(connection)
-            tables = set(inspector.get_table_names())
+            tables = {t for t in inspector.get_table_names() if not is_unmanaged_table(t)}
             assert tables == set(metadata.tables) | {"alembic_version"}
             for table in metadata.tables.values():
                 columns = {column["name"] for column in inspector.get_columns(table.name)}
@@ -90,7 +98,12 @@ def test_models_do_not_drift_from_the_migrations(settings: Settings) -> None:
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(
-                connection, opts={"compare_type": True, "compare_server_default": True}
+                connection,
+                opts={
+                    "compare_type": True,
+                    "compare_server_default": True,
+                    "include_object": include_object,
+                },
             )
             diff = compare_metadata(context, metadata)
     finally:
@@ -110,7 +123,10 @@ def test_drift_check_sees_a_model_change(sqlite_settings: Settings) -> None:
     engine = connect(sqlite_settings)
     try:
         with engine.connect() as connection:
-            diff = compare_metadata(MigrationContext.configure(connection), changed)
+            context = MigrationContext.configure(
+                connection, opts={"include_object": include_object}
+            )
+            diff = compare_metadata(context, changed)
     finally:
         engine.dispose()
 
@@ -163,7 +179,9 @@ def test_downgrade_to_base_removes_every_table_on_postgresql(postgres_settings: 
     engine = connect(postgres_settings)
     try:
         with engine.connect() as connection:
-            tables = set(sa.inspect(connection).get_table_names())
+            tables = {
+                t for t in sa.inspect(connection).get_table_names() if not is_unmanaged_table(t)
+            }
     finally:
         engine.dispose()
     assert tables == set(complete_metadata().tables) | {"alembic_version"}
@@ -174,7 +192,9 @@ def test_import_all_models_alone_completes_the_metadata(sqlite_settings: Setting
     engine = connect(sqlite_settings)
     try:
         with engine.connect() as connection:
-            migrated = set(sa.inspect(connection).get_table_names()) - {"alembic_version"}
+            migrated = {
+                t for t in sa.inspect(connection).get_table_names() if not is_unmanaged_table(t)
+            } - {"alembic_version"}
     finally:
         engine.dispose()
 
