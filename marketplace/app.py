@@ -29,6 +29,19 @@ from marketplace.api import (
 )
 from marketplace.errors import MarketplaceError
 
+# Every router of the API, in the order they are matched.
+ROUTER_MODULES = (
+    system,
+    organizations,
+    datasets,
+    cards,
+    listings,
+    licenses,
+    ledger,
+    training_jobs,
+    hf,
+)
+
 
 def _error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     body: dict[str, Any] = {"code": code, "message": message}
@@ -77,16 +90,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
         return _error(error.status_code, "http_error", str(error.detail))
 
-    for module in (
-        system,
-        organizations,
-        datasets,
-        cards,
-        listings,
-        licenses,
-        ledger,
-        training_jobs,
-        hf,
-    ):
+    for module in ROUTER_MODULES:
         app.include_router(module.router)
     return app
