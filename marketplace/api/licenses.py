@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from marketplace import schemas
 from marketplace.api.deps import CurrentPrincipal, SessionDep, SettingsDep, SigningKeyDep
+from marketplace.certificates import CertificateError, verify_certificate
 from marketplace.errors import NotFoundError
 from marketplace.models import License
 from marketplace.services import licensing
@@ -92,6 +93,18 @@ def get_contract(
     if contract is None:
         raise NotFoundError("contract of license", license_id)
     return schemas.ContractPublic.model_validate(contract)
+
+
+@router.post("/v1/certificates/verify")
+def verify_certificate_online(
+    certificate: dict[str, Any], principal: CurrentPrincipal, signing_key: SigningKeyDep
+) -> dict[str, Any]:
+    """Any member checks a certificate it was shown against the exchange's key."""
+    try:
+        payload = verify_certificate(certificate, signing_key.public_key())
+    except CertificateError as error:
+        return {"valid": False, "reason": str(error)}
+    return {"valid": True, "payload": payload}
 
 
 @router.get("/v1/entitlements")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import text
 
 from infra.storage import LocalObjectStore, ObjectNotFoundError
@@ -40,6 +40,12 @@ def bootstrap(
         organization_name=body.organization_name,
     )
     return organization_created(organization, key, plaintext)
+
+
+@router.get("/.well-known/aidx-certificate-key.pem", response_class=PlainTextResponse)
+def well_known_signing_key(key: SigningKeyDep) -> PlainTextResponse:
+    """The exchange's public key in PEM, where other institutions look for it."""
+    return PlainTextResponse(public_key_pem(key.public_key()), media_type="application/x-pem-file")
 
 
 @router.get("/v1/exchange/signing-key")

@@ -23,6 +23,7 @@ PUBLIC = {
     ("GET", "/healthz"): "liveness probe",
     ("POST", "/v1/bootstrap"): "guarded by the one-time bootstrap token instead",
     ("GET", "/v1/exchange/signing-key"): "the public key certificates are verified with",
+    ("GET", "/.well-known/aidx-certificate-key.pem"): "the same key, at a well-known URL",
     ("GET", "/v1/objects/{key:path}"): "a presigned URL: the signature is the grant",
 }
 PARAMETER = re.compile(r"\{([^}:]+)(?::path)?\}")

@@ -269,9 +269,16 @@ def test_certificate_verifies_offline_and_tampering_is_detected(
     assert payload["seller"]["organization_id"] == trade["contributor"]
     assert payload["dataset"]["content_hash"] == trade["version"]["content_hash"]
     assert payload["price"] == {"amount": 50_000, "currency": "CNY"}
-    certificate["payload"]["price"]["amount"] = 1
-    with pytest.raises(CertificateError):
-        verify_certificate(certificate, key)
+    with http(exchange, trade["outsider_key"]) as client:  # any member can check one online
+        online = client.post("/v1/certificates/verify", json=certificate).json()
+        assert online == {"valid": True, "payload": payload}
+        well_known = client.get("/.well-known/aidx-certificate-key.pem").text
+        assert load_public_key(well_known).public_bytes_raw() == key.public_bytes_raw()
+        certificate["payload"]["price"]["amount"] = 1
+        with pytest.raises(CertificateError):
+            verify_certificate(certificate, key)
+        forged = client.post("/v1/certificates/verify", json=certificate).json()
+        assert forged["valid"] is False and "signature" in forged["reason"]
 
 
 def test_api_keys_and_bootstrap_token_are_not_stored_in_clear(
