@@ -111,6 +111,7 @@ class Listing(Base):
     tasks: Mapped[str] = mapped_column(String(1000), default="")  # "|question-answering|"
     num_rows: Mapped[int] = mapped_column(BigInteger, default=0)
     review_notes: Mapped[str] = mapped_column(Text, default="")
+    checklist: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     reviewed_by: Mapped[str | None] = mapped_column(ForeignKey("organizations.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     reviewed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

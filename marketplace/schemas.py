@@ -209,6 +209,10 @@ class ListingCreate(Strict):
     contract_parameters: ContractParameters = Field(default_factory=ContractParameters)
 
 
+class DelistRequest(Strict):
+    reason: str = Field(min_length=1, max_length=2_000)
+
+
 class ListingReview(Strict):
     decision: Literal["approve", "reject"]
     notes: str = Field(default="", max_length=5_000)
@@ -230,6 +234,7 @@ class ListingPublic(Public):
     allowed_use: str
     num_rows: int
     review_notes: str
+    checklist: list[dict[str, Any]]
     created_at: dt.datetime
     reviewed_at: dt.datetime | None
 

@@ -13,7 +13,7 @@ from marketplace.services import catalog as catalog_service
 from marketplace.services import listings
 
 router = APIRouter(tags=["listings"])
-Status = Literal["submitted", "listed", "rejected"]
+Status = Literal["submitted", "listed", "rejected", "delisted"]
 
 
 @router.post("/v1/listings", status_code=201)
@@ -40,6 +40,18 @@ def review_listing(
             decision=body.decision,
             notes=body.notes,
         )
+    )
+
+
+@router.post("/v1/listings/{listing_id}/delist")
+def delist(
+    listing_id: str,
+    body: schemas.DelistRequest,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+) -> schemas.ListingPublic:
+    return schemas.ListingPublic.model_validate(
+        listings.delist(session, actor=principal, listing_id=listing_id, reason=body.reason)
     )
 
 

@@ -93,6 +93,7 @@ def review_listing(
         raise NotFoundError("listing", listing_id)
     if listing.status != "submitted":
         raise ConflictError(f"listing {listing_id} is {listing.status}, not submitted")
+    listing.checklist = review_checklist(session, listing)
     if decision == "approve":
         _refuse_if_card_has_errors(session, listing)
     listing.status = "listed" if decision == "approve" else "rejected"
@@ -106,6 +107,63 @@ def review_listing(
         object_type="listing",
         object_id=listing.id,
         notes=notes,
+    )
+    session.commit()
+    return listing
+
+
+def review_checklist(session: Session, listing: Listing) -> list[dict[str, Any]]:
+    """The operator's checklist, evaluated where a machine can (``passed`` None: not measured)."""
+    card = cards.current_card(session, version_id=listing.version_id)
+    version = session.get(DatasetVersion, listing.version_id)
+    assert version is not None
+    errors = card_errors(
+        session,
+        version_id=listing.version_id,
+        price_amount=listing.price_amount,
+        contract_parameters=listing.contract_parameters,
+    )
+    steps = {step.get("step") for step in version.report.get("steps", [])}
+    pii_scanned = "pii_redact" in steps
+    return [
+        {"check": "card_lint_clean", "passed": not errors, "detail": "; ".join(errors)},
+        {
+            "check": "lawful_source_statement",
+            "passed": bool(card.lawful_source_statement),
+            "detail": "stated" if card.lawful_source_statement else "missing",
+        },
+        {
+            "check": "pii_redacted",
+            "passed": True if pii_scanned else None,
+            "detail": "PII redaction ran in curation"
+            if pii_scanned
+            else "no PII scan in the recipe",
+        },
+        {
+            "check": "quality_score",
+            "passed": None,
+            "detail": "no quality evaluation recorded for this version",
+        },
+    ]
+
+
+def delist(session: Session, *, actor: Principal, listing_id: str, reason: str) -> Listing:
+    """Stop new sales (its owner or the operator); licenses already concluded keep working."""
+    listing = session.get(Listing, listing_id, with_for_update=True)
+    if listing is None or (
+        listing.organization_id != actor.organization_id and not actor.is_operator
+    ):
+        raise NotFoundError("listing", listing_id)
+    if listing.status != "listed":
+        raise ConflictError(f"listing {listing_id} is {listing.status}, not listed")
+    listing.status = "delisted"
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action="listing.delisted",
+        object_type="listing",
+        object_id=listing.id,
+        reason=reason,
     )
     session.commit()
     return listing

@@ -331,3 +331,43 @@ def test_unknown_or_invalid_contract_parameters_are_refused(
         )  # fmt: skip
     assert response.status_code == 422
     assert named in response.json()["error"]["message"]
+
+
+def test_review_records_the_checklist_and_delisting_stops_new_sales_only(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    with exchange.client(market["contributor_key"]) as seller:
+        version_id = seller.request("GET", f"/v1/listings/{market['listing']}")["version_id"]
+        listing = seller.submit_listing(version_id=version_id, title="to delist", price_amount=0)
+    with exchange.client(market["operator_key"]) as operator:
+        reviewed = operator.review_listing(listing["id"], "approve")
+    checks = {check["check"]: check["passed"] for check in reviewed["checklist"]}
+    assert checks == {
+        "card_lint_clean": True,
+        "lawful_source_statement": True,
+        "pii_redacted": None,  # the default recipe has no PII scan: recorded, not invented
+        "quality_score": None,
+    }
+    _, buyer_key = new_buyer(exchange, market, funds=0)
+    bought = buy(exchange, buyer_key, listing["id"], uuid.uuid4().hex)
+    assert bought.status_code == 201
+    with httpx.Client(
+        base_url=exchange.base_url, headers={"Authorization": f"Bearer {buyer_key}"}, timeout=60
+    ) as buyer:
+        refused = buyer.post(f"/v1/listings/{listing['id']}/delist", json={"reason": "mine"})
+        assert refused.status_code == 404  # not the buyer's to delist
+    with exchange.client(market["contributor_key"]) as seller:
+        delisted = seller.request(
+            "POST", f"/v1/listings/{listing['id']}/delist", json={"reason": "superseded"}
+        )
+        assert delisted["status"] == "delisted"
+        again = seller.http.post(f"/v1/listings/{listing['id']}/delist", json={"reason": "x"})
+        assert again.status_code == 409
+    late = buy(exchange, buyer_key, listing["id"], uuid.uuid4().hex)
+    assert late.status_code == 404  # no new sales
+    with exchange.client(buyer_key) as client:  # the license already concluded still works
+        files = client.version(version_id)["files"]
+        assert (
+            client.http.get(f"/v1/versions/{version_id}/files/{files[0]['path']}").status_code
+            == 200
+        )
