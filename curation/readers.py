@@ -10,7 +10,12 @@ schema for the whole file, because the writers and the steps downstream need one
   other values as JSON text, rather than failing the upload.
 - ``csv`` types are inferred by pyarrow from the first block; a column that later fails to convert
   is read as strings instead.
-- ``parquet`` keeps the file's own schema; ``txt`` gives one ``text`` row per non-blank line.
+- ``parquet`` keeps the file's own schema; ``txt`` gives one ``text`` row per non-blank line
+  (of at most :data:`MAX_LINE_BYTES`).
+- Folders (:func:`detect_input_format`): ``hf_dataset``, a Hugging Face ``datasets``
+  ``save_to_disk`` folder, read from its Arrow stream files with ``pyarrow.ipc`` in the order
+  ``state.json`` lists them; ``txt_dir``, one ``text`` row per ``.txt`` file, in the order of
+  their paths relative to the folder (row i is the i-th file).
 
 Any malformed input raises :class:`InvalidInputError` naming the file, the line or row, and what is
 wrong. Column names starting with ``_`` are reserved for provenance and refused.
@@ -34,6 +39,9 @@ import pyarrow.parquet as pq
 from curation.errors import InvalidInputError, UnsupportedFormatError
 
 FORMATS = ("jsonl", "json", "csv", "parquet", "txt")
+#: Formats of a folder: a Hugging Face ``datasets`` folder (``save_to_disk``: Arrow files with
+#: ``state.json`` and ``dataset_info.json``), or text files, one document per file.
+FOLDER_FORMATS = ("hf_dataset", "txt_dir")
 
 _FORMAT_BY_EXTENSION = {
     ".jsonl": "jsonl",
@@ -43,6 +51,9 @@ _FORMAT_BY_EXTENSION = {
     ".parquet": "parquet",
     ".txt": "txt",
 }
+#: The longest line a JSON Lines or text file may have: one document per line, not a dump.
+MAX_LINE_BYTES = 16 * 2**20
+_SKIPPING_FORMATS = ("jsonl", "txt", "txt_dir")
 _TEXT_SCHEMA = pa.schema([pa.field("text", pa.string())])
 _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError)
 _CSV_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error to (\S+?):")
@@ -70,6 +81,24 @@ def detect_format(filename: str) -> str:
         ) from None
 
 
+def detect_input_format(path: Path) -> str:
+    """The format of a file (by extension, :func:`detect_format`) or of a folder.
+
+    A folder with ``state.json`` or ``dataset_info.json`` is a Hugging Face ``datasets`` folder;
+    one with ``.txt`` files holds one document per file.
+    """
+    if not path.is_dir():
+        return detect_format(path.name)
+    if (path / "state.json").is_file() or (path / "dataset_info.json").is_file():
+        return "hf_dataset"
+    if any(path.rglob("*.txt")):
+        return "txt_dir"
+    raise UnsupportedFormatError(
+        f"{path.name}: a folder must be a Hugging Face datasets folder (state.json) or hold "
+        ".txt files"
+    )
+
+
 def read_schema(
     path: Path, *, format: str, source_name: str | None = None, batch_size: int = 10_000
 ) -> pa.Schema:
@@ -89,6 +118,10 @@ def read_schema(
         schema = file.schema_arrow.remove_metadata()
         _check_column_names(schema.names, name)
         return schema
+    if format == "hf_dataset":
+        schema = _arrow_schema(path, name)
+        _check_column_names(schema.names, name)
+        return schema
     return _TEXT_SCHEMA
 
 
@@ -99,25 +132,89 @@ def read_batches(
     batch_size: int = 10_000,
     source_name: str | None = None,
     schema: pa.Schema | None = None,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield the rows of ``path`` as record batches of at most ``batch_size`` rows.
 
     ``source_name`` is the name used in error messages (the uploaded file's name; defaults to the
     file name). ``schema``, when given, is the schema to convert to, as returned by
     :func:`read_schema` for this file or one compatible with it; it saves the inference pass.
-    A file with no rows is an :class:`InvalidInputError`.
+    ``start`` and ``stop`` select the rows ``start <= row < stop`` (0-based, as
+    :func:`count_rows` counts them), so a large file can be read in shards; JSON Lines and text
+    skip the rows before ``start`` without parsing them. A file with no rows is an
+    :class:`InvalidInputError`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if start < 0 or (stop is not None and stop < start):
+        raise ValueError(f"bad row range {start}..{stop}")
     name = source_name or path.name
     _check_format(format, name)
     num_rows = 0
-    for batch in _read(path, format, name, batch_size, schema):
+    position = start if format in _SKIPPING_FORMATS else 0
+    for batch in _read(path, format, name, batch_size, schema, start, stop):
+        if format not in _SKIPPING_FORMATS and position < start:
+            skipped = min(start - position, batch.num_rows)
+            batch, position = batch.slice(skipped), position + skipped
+        if stop is not None and position + batch.num_rows > stop:
+            batch = batch.slice(0, max(stop - position, 0))
+        position += batch.num_rows
         num_rows += batch.num_rows
         if batch.num_rows:
             yield batch
-    if num_rows == 0:
+        if stop is not None and position >= stop:
+            break
+    if num_rows == 0 and start == 0:
         raise InvalidInputError(f"{name}: the file has no rows")
+
+
+def count_rows(path: Path, *, format: str, source_name: str | None = None) -> int:
+    """The number of rows :func:`read_batches` yields for ``path``, read as cheaply as it can be.
+
+    Parquet reads its footer; JSON Lines and text count non-blank lines (checking their length and
+    encoding); JSON parses the array; CSV reads the file with its inferred types.
+    """
+    name = source_name or path.name
+    _check_format(format, name)
+    if format == "txt_dir":
+        return len(_text_files(path, name))
+    if format in _SKIPPING_FORMATS:
+        return sum(1 for _ in _lines(path, name))
+    if format == "parquet":
+        file = _parquet_file(path, name)
+        file.close()
+        return int(file.metadata.num_rows)
+    if format == "json":
+        return sum(1 for _ in _json_array_rows(path, name))
+    return sum(batch.num_rows for batch in _read(path, format, name, 1 << 16, None, 0))
+
+
+def _lines(path: Path, name: str, skip: int = 0) -> Iterator[tuple[int, str | None]]:
+    """``(line number, text)`` of each non-blank line, text ``None`` for the first ``skip`` ones.
+
+    Lines longer than :data:`MAX_LINE_BYTES` and lines that are not UTF-8 are refused by number.
+    """
+    with path.open("rb") as file:
+        line_number = 0
+        while raw := file.readline(MAX_LINE_BYTES + 1):
+            line_number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise InvalidInputError(
+                    f"{name} line {line_number}: longer than {MAX_LINE_BYTES // 2**20} MiB; "
+                    "is this one document per line?"
+                )
+            try:
+                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise _not_utf8(name, line_number) from None
+            if not line.strip():
+                continue
+            if skip:
+                skip -= 1
+                yield line_number, None
+            else:
+                yield line_number, line
 
 
 def validate_file(path: Path, *, format: str, source_name: str) -> FileSummary:
@@ -131,23 +228,33 @@ def validate_file(path: Path, *, format: str, source_name: str) -> FileSummary:
 
 
 def _read(
-    path: Path, format: str, name: str, batch_size: int, schema: pa.Schema | None
+    path: Path,
+    format: str,
+    name: str,
+    batch_size: int,
+    schema: pa.Schema | None,
+    skip: int,
+    stop: int | None = None,
 ) -> Iterator[pa.RecordBatch]:
     if format in ("jsonl", "json"):
         if schema is None:
             schema = read_schema(path, format=format, source_name=name, batch_size=batch_size)
-        for rows in _chunked(_json_rows(path, format, name), batch_size):
+        for rows in _chunked(_json_rows(path, format, name, skip), batch_size):
             yield _rows_to_batch(rows, schema, name)
     elif format == "csv":
         yield from _csv_batches(path, name, batch_size, schema or _csv_schema(path, name))
     elif format == "parquet":
         yield from _parquet_batches(path, name, batch_size, schema)
+    elif format == "hf_dataset":
+        yield from _arrow_batches(path, name, batch_size, schema)
+    elif format == "txt_dir":
+        yield from _text_file_batches(path, name, batch_size, skip, stop)
     else:
-        yield from _txt_batches(path, name, batch_size, schema)
+        yield from _txt_batches(path, name, batch_size, schema, skip)
 
 
 def _check_format(format: str, name: str) -> None:
-    if format not in FORMATS:
+    if format not in FORMATS + FOLDER_FORMATS:
         raise UnsupportedFormatError(
             f"{name}: unsupported format {format!r}; expected one of {', '.join(FORMATS)}"
         )
@@ -185,30 +292,25 @@ def _json_kind(value: object) -> str:
 # JSON and JSON Lines
 
 
-def _json_rows(path: Path, format: str, name: str) -> Iterator[dict[str, Any]]:
-    return _jsonl_rows(path, name) if format == "jsonl" else _json_array_rows(path, name)
+def _json_rows(path: Path, format: str, name: str, skip: int = 0) -> Iterator[dict[str, Any]]:
+    return _jsonl_rows(path, name, skip) if format == "jsonl" else _json_array_rows(path, name)
 
 
-def _jsonl_rows(path: Path, name: str) -> Iterator[dict[str, Any]]:
-    with path.open("rb") as file:
-        for line_number, raw in enumerate(file, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise _not_utf8(name, line_number) from None
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise InvalidInputError(
-                    f"{name} line {line_number}: not valid JSON ({error.msg})"
-                ) from None
-            if not isinstance(value, dict):
-                raise InvalidInputError(
-                    f"{name} line {line_number}: expected a JSON object, got {_json_kind(value)}"
-                )
-            yield value
+def _jsonl_rows(path: Path, name: str, skip: int = 0) -> Iterator[dict[str, Any]]:
+    for line_number, line in _lines(path, name, skip):
+        if line is None:
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InvalidInputError(
+                f"{name} line {line_number}: not valid JSON ({error.msg})"
+            ) from None
+        if not isinstance(value, dict):
+            raise InvalidInputError(
+                f"{name} line {line_number}: expected a JSON object, got {_json_kind(value)}"
+            )
+        yield value
 
 
 def _json_array_rows(path: Path, name: str) -> Iterator[dict[str, Any]]:
@@ -434,24 +536,101 @@ def _parquet_batches(
 
 
 def _txt_batches(
-    path: Path, name: str, batch_size: int, schema: pa.Schema | None
+    path: Path, name: str, batch_size: int, schema: pa.Schema | None, skip: int = 0
 ) -> Iterator[pa.RecordBatch]:
     if schema is not None and not schema.equals(_TEXT_SCHEMA):
         raise InvalidInputError(f"{name}: a text file has only a 'text' column")
     texts: list[str] = []
-    with path.open("rb") as file:
-        for line_number, raw in enumerate(file, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise _not_utf8(name, line_number) from None
-            line = line.rstrip("\r\n")
-            if line.strip():
-                texts.append(line)
-            if len(texts) == batch_size:
-                yield pa.RecordBatch.from_arrays(
-                    [pa.array(texts, pa.string())], schema=_TEXT_SCHEMA
-                )
-                texts = []
+    for _, line in _lines(path, name, skip):
+        if line is None:
+            continue
+        texts.append(line.rstrip("\r\n"))
+        if len(texts) == batch_size:
+            yield pa.RecordBatch.from_arrays([pa.array(texts, pa.string())], schema=_TEXT_SCHEMA)
+            texts = []
+    if texts:
+        yield pa.RecordBatch.from_arrays([pa.array(texts, pa.string())], schema=_TEXT_SCHEMA)
+
+
+# Hugging Face datasets folders
+
+
+def _arrow_files(path: Path, name: str) -> list[Path]:
+    """The Arrow files of a ``save_to_disk`` folder, in the order ``state.json`` lists them."""
+    state = path / "state.json"
+    if state.is_file():
+        try:
+            files = json.loads(state.read_text(encoding="utf-8"))["_data_files"]
+            found = [path / entry["filename"] for entry in files]
+        except (ValueError, KeyError, TypeError) as error:
+            raise InvalidInputError(
+                f"{name}/state.json: not a datasets state file ({error})"
+            ) from None
+    else:
+        found = sorted(path.glob("*.arrow"))
+    if not found:
+        raise InvalidInputError(f"{name}: the folder has no Arrow files")
+    missing = [file.name for file in found if not file.is_file()]
+    if missing:
+        raise InvalidInputError(f"{name}: state.json lists missing files {', '.join(missing)}")
+    return found
+
+
+def _open_arrow(file: Path, name: str) -> pa.ipc.RecordBatchStreamReader:
+    try:
+        return pa.ipc.open_stream(pa.memory_map(str(file)))
+    except (pa.ArrowException, OSError) as error:
+        raise InvalidInputError(f"{name}/{file.name}: not an Arrow stream ({error})") from None
+
+
+def _arrow_schema(path: Path, name: str) -> pa.Schema:
+    schema: pa.Schema = _open_arrow(_arrow_files(path, name)[0], name).schema
+    return schema.remove_metadata()
+
+
+def _arrow_batches(
+    path: Path, name: str, batch_size: int, schema: pa.Schema | None
+) -> Iterator[pa.RecordBatch]:
+    schema = schema or _arrow_schema(path, name)
+    for file in _arrow_files(path, name):
+        reader = _open_arrow(file, name)
+        try:
+            for batch in reader:
+                batch = batch.select(schema.names).cast(schema)
+                yield from _sliced(batch, batch_size)
+        except (pa.ArrowException, OSError, KeyError) as error:
+            raise InvalidInputError(f"{name}/{file.name}: corrupt Arrow data ({error})") from None
+
+
+# Folders of text files
+
+
+def _text_files(path: Path, name: str) -> list[Path]:
+    """The ``.txt`` files under ``path``, sorted by their relative path: row i is file i."""
+    files = sorted(path.rglob("*.txt"), key=lambda file: file.relative_to(path).as_posix())
+    if not files:
+        raise InvalidInputError(f"{name}: the folder has no .txt files")
+    return files
+
+
+def _text_file_batches(
+    path: Path, name: str, batch_size: int, skip: int, stop: int | None
+) -> Iterator[pa.RecordBatch]:
+    texts: list[str] = []
+    for file in _text_files(path, name)[skip:stop]:
+        relative = file.relative_to(path).as_posix()
+        if file.stat().st_size > MAX_LINE_BYTES:
+            raise InvalidInputError(
+                f"{name}/{relative}: longer than {MAX_LINE_BYTES // 2**20} MiB for one document"
+            )
+        data = file.read_bytes()
+        try:
+            texts.append(data.decode("utf-8-sig"))
+        except UnicodeDecodeError as error:
+            line = data.count(b"\n", 0, error.start) + 1
+            raise _not_utf8(f"{name}/{relative}", line) from None
+        if len(texts) == batch_size:
+            yield pa.RecordBatch.from_arrays([pa.array(texts, pa.string())], schema=_TEXT_SCHEMA)
+            texts = []
     if texts:
         yield pa.RecordBatch.from_arrays([pa.array(texts, pa.string())], schema=_TEXT_SCHEMA)

@@ -9,6 +9,7 @@ version id is derived from the run id, so a retried run rewrites the same keys.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from curation.errors import CurationError
 from curation.models import CurationRun
 from curation.pipeline import Pipeline, load_recipe
+from curation.report import quality_report
 from curation.runner import InputFile, run_local
 from dataset_cards.autofill import card_from_curation, facts_from_report
 from dataset_cards.render.croissant import render_croissant
@@ -105,7 +107,7 @@ def execute_run(run_id: str, *, settings: Settings | None = None) -> str:
         session.commit()
     try:
         with session_scope(settings) as session:
-            _curate_and_publish(session, store, run_id)
+            _curate_and_publish(session, store, run_id, settings.home_dir / "curation-work")
     except Exception as error:
         log.exception("curation run %s failed", run_id)
         message = str(error) if isinstance(error, CurationError) else type(error).__name__
@@ -116,11 +118,12 @@ def execute_run(run_id: str, *, settings: Settings | None = None) -> str:
             session.commit()
         if not isinstance(error, CurationError):
             raise
+        shutil.rmtree(settings.home_dir / "curation-work" / run_id, ignore_errors=True)
         return "failed"
     return "succeeded"
 
 
-def _curate_and_publish(session: Session, store: ObjectStore, run_id: str) -> None:
+def _curate_and_publish(session: Session, store: ObjectStore, run_id: str, work_root: Path) -> None:
     run = session.get(CurationRun, run_id)
     assert run is not None
     dataset = session.get(Dataset, run.dataset_id)
@@ -147,7 +150,11 @@ def _curate_and_publish(session: Session, store: ObjectStore, run_id: str) -> No
                     contributor=contributor.name,
                 )
             )
-        result = run_local(inputs, scratch_dir / "out", recipe=run.recipe)
+        # Shard markers live under AIDX_HOME, so a redelivered run (a lost worker) redoes
+        # only the shards that were not finished.
+        work_dir = work_root / run.id
+        result = run_local(inputs, scratch_dir / "out", recipe=run.recipe, work_dir=work_dir)
+        quality = quality_report(result, scratch_dir / "out")
         files: list[dict[str, Any]] = []
         for shard in result.shards:
             stored = store.put_file(scratch_dir / "out" / shard.path, key=f"{prefix}/{shard.path}")
@@ -163,6 +170,12 @@ def _curate_and_publish(session: Session, store: ObjectStore, run_id: str) -> No
                 }
             )
         report = dict(result.report)
+        report["quality"] = quality
+        report["quality_scores"] = {
+            name: score for name, score in quality["quality_scores"].items() if score is not None
+        }
+        if quality["facts"]["pii_counts"] is not None:
+            report["pii_counts"] = quality["facts"]["pii_counts"]
         if result.exclusions is not None:
             excluded = store.put_file(
                 scratch_dir / "out" / result.exclusions.path,
@@ -193,7 +206,7 @@ def _curate_and_publish(session: Session, store: ObjectStore, run_id: str) -> No
         language=dataset.language or None,
         version_number=number,
         date_published=utcnow().date(),
-        **{**facts_from_report(result.report), "steps": result.steps},
+        **{**facts_from_report(report), "steps": result.steps},
     )
     card_key = f"{prefix}/README.md"
     store.put_bytes(render_readme(card).encode(), key=card_key, content_type="text/markdown")
@@ -236,3 +249,4 @@ def _curate_and_publish(session: Session, store: ObjectStore, run_id: str) -> No
         num_rows=result.num_rows,
     )
     session.commit()
+    shutil.rmtree(work_dir, ignore_errors=True)

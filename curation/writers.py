@@ -112,6 +112,16 @@ def write_exclusions(rows: list[dict[str, Any]], out_dir: Path) -> ShardInfo | N
     return _describe(path, EXCLUSIONS_FILE, table.num_rows)
 
 
+def write_exclusions_table(table: pa.Table, out_dir: Path) -> ShardInfo | None:
+    """:func:`write_exclusions` for records already in a table of :data:`EXCLUSIONS_SCHEMA`."""
+    if not table.num_rows:
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / EXCLUSIONS_FILE
+    _write_table(table.cast(EXCLUSIONS_SCHEMA), path)
+    return _describe(path, EXCLUSIONS_FILE, table.num_rows)
+
+
 def version_content_hash(shards: Iterable[ShardInfo]) -> str:
     """The SHA-256 identifying a version's data: it changes iff any shard's name or bytes change.
 

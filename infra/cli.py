@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from curation.cli import curate
 from dataset_cards.cli import card_app
 from infra.config import get_settings
 
@@ -25,6 +26,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(cert_app, name="cert")
 app.add_typer(audit_app, name="audit")
 app.add_typer(card_app, name="card")
+app.command("curate")(curate)
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 

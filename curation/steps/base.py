@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,6 +58,10 @@ class Step(ABC):
     changes_content: ClassVar[bool] = False
     #: Whether the step reads the ``_content_hash`` column, so it must be current before it.
     needs_content_hash: ClassVar[bool] = False
+    #: Whether each row's fate depends on that row alone, so shards can run the step apart and
+    #: their counts add up. Steps that compare rows (dedup) or summarise all of them (a profile)
+    #: set False; executors run them once over every shard, in source order.
+    row_local: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.stats = StepStats()
@@ -78,6 +82,32 @@ class Step(ABC):
     @abstractmethod
     def run(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         """Consume ``batches`` lazily and yield the step's output."""
+
+    def merge_details(self, parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """The :attr:`details` of a whole run from those of its shards, in source order.
+
+        The default adds numbers and merges mappings key by key, which suits counts; a step whose
+        details hold anything else overrides it.
+        """
+        merged: dict[str, Any] = {}
+        for part in parts:
+            merged = _add(merged, part)
+        return merged
+
+
+def _add(total: Mapping[str, Any], part: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(total)
+    for key, value in part.items():
+        known = result.get(key)
+        if known is None:
+            result[key] = value
+        elif isinstance(value, Mapping) and isinstance(known, Mapping):
+            result[key] = _add(known, value)
+        elif isinstance(value, int | float) and isinstance(known, int | float):
+            result[key] = known + value
+        else:
+            result[key] = value
+    return result
 
 
 class Transform(Step):

@@ -137,6 +137,7 @@ class ChatFormat(Filter):
     """Convert instruction or chat rows to ``messages`` and drop the malformed and the repeated."""
 
     name = "chat_format"
+    row_local = False
     changes_content = True
 
     def __init__(

@@ -295,6 +295,32 @@ class Decontaminate(Filter):
             }
         }
 
+    def merge_details(self, parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        merged: dict[str, dict[str, Any]] = {}
+        for part in parts:
+            for name, found in part.get("benchmarks", {}).items():
+                total = merged.setdefault(
+                    name,
+                    {"items": found["items"], "rows_checked": 0, "rows_contaminated": 0},
+                )
+                total.setdefault("hit", set())
+                total["rows_checked"] += found["rows_checked"]
+                total["rows_contaminated"] += found["rows_contaminated"]
+                total["hit"].update(found["items_hit"])
+        if not merged:
+            return {}
+        return {
+            "benchmarks": {
+                name: {
+                    "items": total["items"],
+                    "rows_checked": total["rows_checked"],
+                    "rows_contaminated": total["rows_contaminated"],
+                    "items_hit": _sorted_ids(total["hit"]),
+                }
+                for name, total in merged.items()
+            }
+        }
+
     def reason_key(self, reason: str) -> str:
         return reason.split(" item ", 1)[0]
 

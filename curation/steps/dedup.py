@@ -26,6 +26,7 @@ class ExactDedup(Filter):
     """Drop rows whose content (or ``columns``) equals that of an earlier row."""
 
     name = "exact_dedup"
+    row_local = False
 
     def __init__(
         self,

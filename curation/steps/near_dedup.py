@@ -22,7 +22,7 @@ seen the last one.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -356,6 +356,7 @@ class NearDedup(Filter):
     """
 
     name = "near_dedup"
+    row_local = False
 
     def __init__(
         self,
@@ -404,6 +405,10 @@ class NearDedup(Filter):
 
     def reason_key(self, reason: str) -> str:
         return DUPLICATE_REASON
+
+    def record_clusters(self, cluster_sizes: Mapping[int, int]) -> None:
+        """Take the clusters an executor found across shards, for :attr:`details`."""
+        self._cluster_sizes = dict(cluster_sizes)
 
     def run(self, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         held: list[pa.RecordBatch] = []

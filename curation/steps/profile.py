@@ -101,6 +101,7 @@ class TabularProfile(Transform):
     """Profile ``columns`` (default: every data column) while passing the rows on unchanged."""
 
     name = "tabular_profile"
+    row_local = False
 
     def __init__(
         self,

@@ -52,17 +52,18 @@ def _json_default(value: object) -> str:
 class AddProvenance(Transform):
     """Add ``_contributor``, ``_source_file`` and ``_source_row`` to the rows of one input file.
 
-    ``_source_row`` is the 0-based index of the row among the file's rows, counted across batches,
-    so the step must see the file's batches in order, and only that file's.
+    ``_source_row`` is the 0-based index of the row among the file's rows, counted across batches
+    from ``first_row`` (where a shard of the file starts), so the step must see the file's (or
+    shard's) batches in order, and only those.
     """
 
     name = "add_provenance"
 
-    def __init__(self, contributor: str, source_file: str) -> None:
+    def __init__(self, contributor: str, source_file: str, *, first_row: int = 0) -> None:
         super().__init__()
         self.contributor = contributor
         self.source_file = source_file
-        self._next_row = 0
+        self._next_row = first_row
 
     @property
     def params(self) -> dict[str, Any]:

@@ -14,7 +14,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from curation.errors import InvalidInputError, UnsupportedFormatError
-from curation.readers import FORMATS, detect_format, read_batches, read_schema, validate_file
+from curation.readers import (
+    FORMATS,
+    count_rows,
+    detect_format,
+    detect_input_format,
+    read_batches,
+    read_schema,
+    validate_file,
+)
 
 GSM8K_TRAIN = Path(__file__).parents[2] / "fixtures" / "data" / "gsm8k_train.jsonl"
 
@@ -298,3 +306,44 @@ def test_unknown_format_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(UnsupportedFormatError, match="unsupported format 'xml'"):
         validate_file(path, format="xml", source_name="upload.xml")
+
+
+def test_a_hugging_face_datasets_folder_reads_as_saved(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    rows = gsm8k_rows(40)
+    folder = tmp_path / "gsm8k_saved"
+    datasets.Dataset.from_list(rows).save_to_disk(str(folder), max_shard_size="4KB")
+    assert len(list(folder.glob("*.arrow"))) > 1
+
+    assert detect_input_format(folder) == "hf_dataset"
+    assert count_rows(folder, format="hf_dataset") == 40
+    assert read_all_format(folder, "hf_dataset", batch_size=7) == rows
+    middle = read_batches(folder, format="hf_dataset", batch_size=7, start=13, stop=29)
+    assert pa.Table.from_batches(list(middle)).to_pylist() == rows[13:29]
+
+
+def test_a_folder_of_text_files_is_one_document_per_file(tmp_path: Path) -> None:
+    questions = [row["question"] for row in gsm8k_rows(12)]
+    folder = tmp_path / "docs"
+    for index, question in enumerate(questions):
+        part = folder / f"part{index % 2}"
+        part.mkdir(parents=True, exist_ok=True)
+        (part / f"q{index:02d}.txt").write_text(question + "\nSecond line.\n", encoding="utf-8")
+    (folder / "part1" / "q99.txt").write_bytes(b"caf\xe9\n")
+    order = sorted(range(12), key=lambda index: (index % 2, index))
+
+    assert detect_input_format(folder) == "txt_dir"
+    assert count_rows(folder, format="txt_dir") == 13
+    head = read_batches(folder, format="txt_dir", batch_size=5, stop=12)
+    assert [row["text"] for row in pa.Table.from_batches(list(head)).to_pylist()] == [
+        questions[index] + "\nSecond line.\n" for index in order
+    ]
+    with pytest.raises(InvalidInputError, match=r"docs/part1/q99\.txt line 1: not UTF-8"):
+        validate_file(folder, format="txt_dir", source_name="docs")
+
+
+def read_all_format(path: Path, format: str, **options: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = pa.Table.from_batches(
+        list(read_batches(path, format=format, **options))
+    ).to_pylist()
+    return rows
