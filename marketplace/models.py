@@ -103,6 +103,8 @@ class Listing(Base):
     license_template: Mapped[str] = mapped_column(String(64))
     allowed_uses: Mapped[list[str]] = mapped_column(JSON)
     contract_parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Metered plan: charged per million trained tokens on governed training jobs.
+    training_price_per_million_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     # Catalog facets and full-text body, copied from the version's card (refreshed on change).
     search_text: Mapped[str] = mapped_column(Text, default="")
     license: Mapped[str] = mapped_column(String(64), default="", index=True)

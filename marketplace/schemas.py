@@ -207,6 +207,9 @@ class ListingCreate(Strict):
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     allowed_uses: list[Use] = Field(default_factory=lambda: list(USES), min_length=1)
     contract_parameters: ContractParameters = Field(default_factory=ContractParameters)
+    training_price_per_million_tokens: int = Field(
+        default=0, ge=0, le=10**12, description="Metered plan: minor units per 1M trained tokens."
+    )
 
 
 class DelistRequest(Strict):
@@ -230,6 +233,7 @@ class ListingPublic(Public):
     license_template: str
     allowed_uses: list[str]
     contract_parameters: dict[str, Any]
+    training_price_per_million_tokens: int
     license: str
     allowed_use: str
     num_rows: int
@@ -323,6 +327,9 @@ class TrainingJobPublic(Public):
     result: dict[str, Any] | None
     artifacts: list[dict[str, Any]]
     trained_tokens: int
+    currency: str
+    held_amount: int
+    charged_amount: int
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None

@@ -5,6 +5,9 @@ The hierarchy::
     TrainingError
     ├── InvalidTrainingDataError   a row or the table's shape cannot be turned into training text
     ├── InvalidParametersError     the job's parameters are out of bounds or name a missing model
+    │   └── UnknownModelError      the base model is not in the platform's registry
+    ├── ModelRegistryError         a directory cannot be registered, or the registry is unreadable
+    ├── ReleaseCheckError          the release checks cannot be run on what they were given
     └── JobCancelled               the job was asked to stop between two steps
 
 Training data is licensed: messages name row indices, field names and types, never the content
@@ -31,6 +34,18 @@ class InvalidTrainingDataError(TrainingError):
 
 class InvalidParametersError(TrainingError):
     """The training parameters are out of bounds, inconsistent, or name a missing base model."""
+
+
+class UnknownModelError(InvalidParametersError):
+    """The named base model is not in the platform's model registry."""
+
+
+class ModelRegistryError(TrainingError):
+    """An operator's registration failed: a bad directory, a missing package, a corrupt registry."""
+
+
+class ReleaseCheckError(TrainingError):
+    """The release checks were given nothing to measure (no rows, no canaries, no candidates)."""
 
 
 class JobCancelled(TrainingError):

@@ -25,6 +25,11 @@ class TrainingJob(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     artifacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     trained_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Metering: the most the job can cost is held in escrow at submission; the charge for the
+    # tokens actually trained is settled with the job's completion, the rest returned.
+    currency: Mapped[str] = mapped_column(String(3), default="CNY")
+    held_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    charged_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

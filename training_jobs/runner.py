@@ -1,14 +1,19 @@
 """Fine-tune a causal language model on a licensed table, reporting progress as events.
 
 `train` is the whole job: it formats and tokenizes the rows, trains with AdamW, and saves the
-model (safetensors) and tokenizer. It reports through `on_event` with small JSON-able dicts that
-never hold row text, and stops cooperatively between steps when `should_stop` says so.
+model (safetensors) and tokenizer. Two recipes: ``full`` trains every weight and saves them all;
+``lora`` freezes the base model, trains low-rank adapters on every linear layer of the blocks
+(with peft) and saves only the adapter. Recipes are platform code: `recipe_hash` pins them, and a
+job records it; buyers send `TrainingParams`, never code. It reports through `on_event` with
+small JSON-able dicts that never hold row text, and stops cooperatively between steps when
+`should_stop` says so.
 Torch and transformers are imported inside the functions that use them, so importing this module
 (for `TrainingParams`, say) stays cheap.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -30,6 +35,7 @@ from training_jobs.errors import (
 from training_jobs.formatting import CHAT_TEMPLATE, END_TOKEN, rows_to_chats
 from training_jobs.tokenization import (
     IGNORE_INDEX,
+    SPECIAL_TOKENS,
     EncodedChat,
     build_byte_tokenizer,
     encode_chats,
@@ -47,6 +53,9 @@ Event = dict[str, Any]
 _MAX_PROGRESS_INTERVAL = 50
 _MIN_LR_FRACTION = 0.1
 _MAX_GRAD_NORM = 1.0
+ADAPTER_FILE = "adapter_model.safetensors"
+_RECIPE_MODULES = ("formatting.py", "runner.py", "tokenization.py")
+"""The sources that decide what training does to a model; `recipe_hash` covers them."""
 
 
 class TinyModelSpec(BaseModel):
@@ -88,6 +97,12 @@ class TrainingParams(BaseModel):
     seed: int = Field(0, ge=0, le=2**32 - 1)
     checkpoint_every: int = Field(0, ge=0, le=100_000, description="steps; 0 saves no checkpoint")
     warmup_steps: int = Field(0, ge=0, le=100_000)
+    method: Literal["full", "lora"] = Field(
+        "full", description="full: train every weight; lora: train low-rank adapters only"
+    )
+    lora_rank: int = Field(8, ge=1, le=256, description="rank of each adapter (lora only)")
+    lora_alpha: int = Field(16, ge=1, le=1024, description="adapter scale: alpha / rank")
+    lora_dropout: float = Field(0.0, ge=0, le=0.5, description="dropout on the adapter input")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -115,6 +130,8 @@ class TrainingResult:
     files: list[Path]  # the files saved in output_dir
     device: str  # "cuda" or "cpu"
     seconds: float
+    method: str = "full"  # "full" or "lora"; a lora job's files hold the adapter only
+    recipe_hash: str = ""  # `recipe_hash()` of the code that trained it
 
 
 def parse_training_params(data: Mapping[str, Any]) -> TrainingParams:
@@ -132,6 +149,17 @@ def parse_training_params(data: Mapping[str, Any]) -> TrainingParams:
 def checkpoint_dir(output_dir: Path, step: int) -> Path:
     """Where `train` saves the checkpoint taken after `step`."""
     return output_dir / "checkpoints" / f"step-{step:06d}"
+
+
+def recipe_hash() -> str:
+    """sha256 over the source of the recipe modules, so a job can record the code it ran."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for name in _RECIPE_MODULES:
+        source = (package / name).read_bytes()
+        digest.update(f"{name} {len(source)}\n".encode())
+        digest.update(source)
+    return digest.hexdigest()
 
 
 def _ignore_event(event: Event) -> None:
@@ -165,7 +193,9 @@ def train(
     chats = rows_to_chats(table)
     if not chats:
         raise InvalidTrainingDataError("the training table has no rows")
-    model, tokenizer = _load_base_model(params.base_model)
+    model, tokenizer = load_base_model(params.base_model)
+    if params.method == "lora":
+        model = _with_lora_adapter(model, tokenizer, params)
     encoded = encode_chats(tokenizer, chats, max_length=params.max_seq_len)
     examples = [example for example in encoded if example.trainable_tokens]
     if not examples:
@@ -176,6 +206,7 @@ def train(
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)  # type: ignore[arg-type]  # transformers wraps Module.to untyped
     model.train()
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     on_event(
         {
             "type": "started",
@@ -184,10 +215,12 @@ def train(
             "num_tokens": sum(len(example.input_ids) for example in examples),
             "device": device.type,
             "parameters": sum(parameter.numel() for parameter in model.parameters()),
+            "trainable_parameters": sum(parameter.numel() for parameter in trainable),
+            "method": params.method,
         }
     )
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.learning_rate)
+    optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda index: _learning_rate_factor(index + 1, params)
     )
@@ -219,7 +252,7 @@ def train(
             ).logits
         loss = _causal_lm_loss(logits, labels.to(device))
         loss.backward()  # type: ignore[no-untyped-call]
-        torch.nn.utils.clip_grad_norm_(model.parameters(), _MAX_GRAD_NORM)
+        torch.nn.utils.clip_grad_norm_(trainable, _MAX_GRAD_NORM)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
@@ -270,6 +303,8 @@ def train(
         files=files,
         device=device.type,
         seconds=seconds,
+        method=params.method,
+        recipe_hash=recipe_hash(),
     )
 
 
@@ -285,9 +320,15 @@ def _seed_everything(seed: int) -> None:
     numpy.random.seed(seed)
 
 
-def _load_base_model(
+def load_base_model(
     base_model: TinyModelSpec | str,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The base model (fp32) and its tokenizer, with the house chat tokens and template.
+
+    A `TinyModelSpec` is built from scratch with the torch generator's current state, so seed it
+    first (as `train` does) to rebuild the same weights. A pretrained model whose tokenizer lacks
+    the chat tokens gets them, and its embeddings grow to match.
+    """
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -326,6 +367,55 @@ def _load_base_model(
         tokenizer.eos_token_id,
     ]
     return model, tokenizer
+
+
+def load_trained_model(
+    output_dir: Path, params: TrainingParams
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model `train(params=params)` saved in `output_dir`, ready for inference (eval mode).
+
+    A full job's directory is a whole model. A LoRA job's holds the adapter only, so the base
+    model is rebuilt (a tiny one from `params.seed`, as `train` built it) and the adapter applied.
+    """
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(output_dir)
+    if params.method == "full":
+        model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
+            str(output_dir), local_files_only=True
+        )
+    else:
+        from peft import PeftModel
+
+        if not (output_dir / ADAPTER_FILE).is_file():
+            raise InvalidParametersError(f"{output_dir} holds no LoRA adapter")
+        _seed_everything(params.seed)
+        base, _ = load_base_model(params.base_model)
+        model = PeftModel.from_pretrained(base, str(output_dir), is_trainable=False)  # type: ignore[assignment]
+    model.eval()  # type: ignore[no-untyped-call]  # transformers wraps Module.eval untyped
+    return model, tokenizer
+
+
+def _with_lora_adapter(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, params: TrainingParams
+) -> PreTrainedModel:
+    """Freeze `model` and wrap it with LoRA adapters on every linear layer of its blocks.
+
+    The rows of the house chat tokens in the embeddings train too (peft's trainable tokens):
+    a pretrained model has just been given them, untrained, and must learn to read and end turns.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=params.lora_rank,
+        lora_alpha=params.lora_alpha,
+        lora_dropout=params.lora_dropout,
+        target_modules="all-linear",  # the blocks' projections; peft leaves the output head out
+        trainable_token_indices=[token_id(tokenizer, token) for token in SPECIAL_TOKENS],
+        task_type="CAUSAL_LM",
+    )
+    wrapped: PreTrainedModel = get_peft_model(model, config)  # type: ignore[assignment]
+    return wrapped
 
 
 def _learning_rate_factor(step: int, params: TrainingParams) -> float:
@@ -389,13 +479,27 @@ def _causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def _save(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, directory: Path
 ) -> list[Path]:
-    """Save `model` (safetensors) and `tokenizer` into `directory`; return the files there."""
+    """Save `model` (safetensors) and `tokenizer` into `directory`; return the files there.
+
+    A LoRA model saves its adapter only (``adapter_model.safetensors`` and its config).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    # transformers writes safetensors by default (4.35+) and only (5.0+).
-    model.save_pretrained(directory)
+    card = directory / "README.md"
+    had_card = card.exists()
+    # transformers writes safetensors by default (4.35+) and only (5.0+); so does peft.
+    if hasattr(model, "peft_config"):
+        # The embeddings grew by the chat tokens only, and their rows are in the adapter (as
+        # trainable tokens): the rest of the embedding matrix is the base model's.
+        model.save_pretrained(directory, save_embedding_layers=False)
+    else:
+        model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    if not (directory / "model.safetensors").is_file() and not any(
-        directory.glob("model-*.safetensors")
+    if card.exists() and not had_card:
+        card.unlink()  # peft's template card; the platform writes the job's own model card
+    if (
+        not (directory / "model.safetensors").is_file()
+        and not any(directory.glob("model-*.safetensors"))
+        and not (directory / ADAPTER_FILE).is_file()
     ):
         raise TrainingError(f"the model saved in {directory} is not in safetensors")
     return sorted(path for path in directory.iterdir() if path.is_file())

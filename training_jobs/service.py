@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,14 @@ from infra.config import Settings, get_settings
 from infra.db import new_id, session_scope, utcnow
 from infra.storage import ObjectStore, get_object_store
 from marketplace.errors import InvalidRequestError, PermissionDeniedError
-from marketplace.models import DatasetVersion
-from marketplace.services import audit
+from marketplace.models import DatasetVersion, Entitlement, License, Listing
+from marketplace.services import audit, ledger
 from marketplace.services.datasets import get_visible_version
 from marketplace.services.organizations import Principal, get_owned
 from training_jobs.errors import JobCancelled, TrainingError
 from training_jobs.governance import grant_hash, require_training_entitlement
 from training_jobs.models import TrainingJob, TrainingJobEvent
+from training_jobs.registry import default_models_dir, resolve
 from training_jobs.runner import TrainingParams, train
 
 log = logging.getLogger(__name__)
@@ -42,11 +44,12 @@ def validate_params(params: dict[str, Any], settings: Settings) -> TrainingParam
     if isinstance(base_model, str):
         if not MODEL_NAME.match(base_model):
             raise InvalidRequestError(f"params.base_model {base_model!r} is not a model name")
-        path = settings.home_dir / "models" / base_model
-        if not path.is_dir():
+        try:
+            path = resolve(base_model, models_dir=default_models_dir(settings.home_dir))
+        except TrainingError as error:  # unknown or broken registry entry
             raise InvalidRequestError(
-                f"params.base_model {base_model!r} is not installed on this exchange"
-            )
+                f"params.base_model {base_model!r} is not installed on this exchange ({error})"
+            ) from error
         params = {**params, "base_model": str(path)}
     try:
         return TrainingParams.model_validate(params)
@@ -73,8 +76,21 @@ def submit_job(
     entitlement = require_training_entitlement(
         session, organization_id=actor.organization_id, version_id=version_id
     )
+    plan = metered_plan(session, entitlement.license_id)
+    most_tokens = validated.max_steps * validated.batch_size * validated.max_seq_len
+    job_id = new_id("ftjob")
+    held = plan.charge(most_tokens)
+    ledger.hold(
+        session,
+        organization_id=actor.organization_id,
+        amount=held,
+        currency=plan.currency,
+        reference=("training_job", job_id),
+    )
     job = TrainingJob(
-        id=new_id("ftjob"),
+        id=job_id,
+        currency=plan.currency,
+        held_amount=held,
         organization_id=actor.organization_id,
         version_id=version_id,
         entitlement_id=entitlement.id,
@@ -96,6 +112,31 @@ def submit_job(
     )
     session.commit()
     return job
+
+
+@dataclass(frozen=True)
+class MeteredPlan:
+    price_per_million_tokens: int
+    currency: str
+    contributions: dict[str, int]
+
+    def charge(self, tokens: int) -> int:
+        """The price of ``tokens`` trained tokens, rounded up to a whole minor unit."""
+        return -(-tokens * self.price_per_million_tokens // 1_000_000)
+
+
+def metered_plan(session: Session, license_id: str) -> MeteredPlan:
+    """The metered price of training under a license: its listing's, shared by provenance."""
+    license_ = session.get(License, license_id)
+    assert license_ is not None
+    listing = session.get(Listing, license_.listing_id)
+    version = session.get(DatasetVersion, license_.version_id)
+    assert listing is not None and version is not None
+    return MeteredPlan(
+        price_per_million_tokens=listing.training_price_per_million_tokens,
+        currency=listing.currency,
+        contributions=version.contributions or {listing.organization_id: 1},
+    )
 
 
 def get_job(session: Session, *, actor: Principal, job_id: str) -> TrainingJob:
@@ -121,8 +162,9 @@ def cancel_job(session: Session, *, actor: Principal, job_id: str) -> TrainingJo
     if job.status in FINAL_STATES:
         return job
     job.status = "cancelling" if job.status == "running" else "cancelled"
-    if job.status == "cancelled":
+    if job.status == "cancelled":  # it never ran: the whole hold goes back
         job.finished_at = utcnow()
+        _settle(session, job, charge=0, fee_bps=0)
     audit.record(
         session,
         actor_organization_id=actor.organization_id,
@@ -184,6 +226,7 @@ def execute_job(job_id: str, *, settings: Settings | None = None) -> str:
             refusal = error.message
         if refusal is not None:
             job.status, job.error, job.finished_at = "failed", refusal, utcnow()
+            _settle(session, job, charge=0, fee_bps=0)
             session.commit()
             return "failed"
         version = session.get(DatasetVersion, job.version_id)
@@ -236,8 +279,17 @@ def execute_job(job_id: str, *, settings: Settings | None = None) -> str:
         assert job is not None
         job.status, job.finished_at = "succeeded", utcnow()
         job.trained_tokens = result.trained_tokens
+        granted = session.get(Entitlement, job.entitlement_id)
+        assert granted is not None
+        job.charged_amount = min(
+            job.held_amount,
+            metered_plan(session, granted.license_id).charge(result.trained_tokens),
+        )
+        _settle(session, job, charge=job.charged_amount, fee_bps=settings.platform_fee_bps)
         job.artifacts = artifacts
         job.result = {
+            "recipe_hash": result.recipe_hash,
+            "method": result.method,
             "first_loss": result.first_loss,
             "final_loss": result.final_loss,
             "steps": result.steps,
@@ -262,4 +314,22 @@ def _finish(settings: Settings, job_id: str, *, status: str, error: str | None) 
         job = session.get(TrainingJob, job_id)
         assert job is not None
         job.status, job.error, job.finished_at = status, error, utcnow()
+        _settle(session, job, charge=0, fee_bps=0)
         session.commit()
+
+
+def _settle(session: Session, job: TrainingJob, *, charge: int, fee_bps: int) -> None:
+    """Pay the metered charge out of the job's hold and return the rest (in the caller's
+    transaction, with the job's final status)."""
+    entitlement = session.get(Entitlement, job.entitlement_id)
+    assert entitlement is not None
+    ledger.settle_hold(
+        session,
+        organization_id=job.organization_id,
+        held=job.held_amount,
+        charge=charge,
+        currency=job.currency,
+        contributions=metered_plan(session, entitlement.license_id).contributions,
+        fee_bps=fee_bps,
+        reference=("training_job", job.id),
+    )

@@ -321,3 +321,79 @@ def trial_balance(session: Session, *, actor: Principal) -> dict[str, Any]:
         "unbalanced_transactions": list(unbalanced),
         "transactions": transactions,
     }
+
+
+def hold(
+    session: Session,
+    *,
+    organization_id: str,
+    amount: int,
+    currency: str,
+    reference: tuple[str, str],
+) -> LedgerTransaction | None:
+    """Move ``amount`` from the organisation into escrow for a pending charge (caller commits)."""
+    if amount == 0:
+        return None
+    payer = account(
+        session, kind="organization", organization_id=organization_id, currency=currency
+    )
+    payer = session.get(Account, payer.id, with_for_update=True) or payer
+    available = balance(session, payer.id)
+    if available < amount:
+        raise InsufficientFundsError(
+            f"this job may cost up to {amount} {currency}; your balance is {available} {currency}"
+        )
+    escrow = account(session, kind="escrow", currency=currency)
+    return _post(
+        session,
+        kind="hold",
+        currency=currency,
+        entries=[(payer, -amount), (escrow, amount)],
+        scope=f"hold:{reference[0]}",
+        idempotency_key=reference[1],
+        request_hash=_request_hash("hold", *reference, amount),
+        reference=reference,
+    )
+
+
+def settle_hold(
+    session: Session,
+    *,
+    organization_id: str,
+    held: int,
+    charge: int,
+    currency: str,
+    contributions: dict[str, int],
+    fee_bps: int,
+    reference: tuple[str, str],
+) -> LedgerTransaction | None:
+    """Pay ``charge`` out of the escrowed ``held`` amount and return the rest (caller commits)."""
+    if held == 0:
+        return None
+    if not 0 <= charge <= held:
+        raise AssertionError(f"charge {charge} outside the hold of {held}")
+    escrow = account(session, kind="escrow", currency=currency)
+    payer = account(
+        session, kind="organization", organization_id=organization_id, currency=currency
+    )
+    fee = charge * fee_bps // 10_000
+    entries: list[tuple[Account, int]] = [
+        (escrow, -held),
+        (payer, held - charge),
+        (account(session, kind="platform_fee", currency=currency), fee),
+    ]
+    for contributor, share in sorted(split(charge - fee, contributions).items()):
+        entries.append(
+            (account(session, kind="organization", organization_id=contributor, currency=currency),
+             share)
+        )  # fmt: skip
+    return _post(
+        session,
+        kind="metered_charge",
+        currency=currency,
+        entries=entries,
+        scope=f"settle:{reference[0]}",
+        idempotency_key=reference[1],
+        request_hash=_request_hash("settle", *reference, held, charge),
+        reference=reference,
+    )

@@ -65,6 +65,7 @@ def submit_listing(session: Session, *, actor: Principal, request: ListingCreate
         license_template=request.contract_parameters.template,
         allowed_uses=sorted(set(request.allowed_uses)),
         contract_parameters=request.contract_parameters.model_dump(mode="json"),
+        training_price_per_million_tokens=request.training_price_per_million_tokens,
         created_at=utcnow(),
     )
     _refuse_if_card_has_errors(session, listing)

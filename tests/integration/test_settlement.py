@@ -371,3 +371,48 @@ def test_review_records_the_checklist_and_delisting_stops_new_sales_only(
             client.http.get(f"/v1/versions/{version_id}/files/{files[0]['path']}").status_code
             == 200
         )
+
+
+TRAINING = {"max_steps": 3, "batch_size": 2, "max_seq_len": 512}
+PER_MILLION = 5_000_000  # minor units per million trained tokens
+
+
+def test_metered_training_holds_the_most_it_can_cost_and_charges_the_tokens_trained(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    with exchange.client(market["contributor_key"]) as seller:
+        version_id = seller.request("GET", f"/v1/listings/{market['listing']}")["version_id"]
+        listing = seller.submit_listing(
+            version_id=version_id, title="metered", price_amount=0,
+            training_price_per_million_tokens=PER_MILLION,
+        )  # fmt: skip
+    with exchange.client(market["operator_key"]) as operator:
+        operator.review_listing(listing["id"], "approve")
+    most = -(-3 * 2 * 512 * PER_MILLION // 1_000_000)
+    buyer_id, buyer_key = new_buyer(exchange, market, funds=most + 7)
+    assert buy(exchange, buyer_key, listing["id"], uuid.uuid4().hex).status_code == 201
+    seller_before = balance(exchange, market["contributor_key"], market["contributor"])
+    with exchange.client(buyer_key) as client:
+        job = client.submit_training_job(version_id, TRAINING)
+        assert job["held_amount"] == most
+        job = client.wait_for(
+            f"/v1/training-jobs/{job['id']}", done=("succeeded", "failed"), timeout=300
+        )
+    assert job["status"] == "succeeded", job["error"]
+    charge = -(-job["trained_tokens"] * PER_MILLION // 1_000_000)
+    assert 0 < job["charged_amount"] == charge <= most
+    assert balance(exchange, buyer_key, buyer_id) == most + 7 - charge
+    fee = charge * 500 // 10_000
+    assert balance(exchange, market["contributor_key"], market["contributor"]) == (
+        seller_before + charge - fee
+    )
+    assert trial_balance(exchange, market)["balanced"] is True
+    # A second job that could cost more than what is left is refused before it is queued.
+    with httpx.Client(
+        base_url=exchange.base_url, headers={"Authorization": f"Bearer {buyer_key}"}, timeout=60
+    ) as client:
+        refused = client.post(
+            "/v1/training-jobs", json={"version_id": version_id, "params": TRAINING}
+        )
+        assert refused.status_code == 409
+        assert refused.json()["error"]["code"] == "insufficient_funds"

@@ -63,12 +63,15 @@ def test_events_arrive_in_order_with_their_keys(default_run: Run) -> None:
         "num_tokens",
         "device",
         "parameters",
+        "trainable_parameters",
+        "method",
     }
     assert started["num_rows"] == 200
     assert 0 <= started["skipped_rows"] < 200
     assert started["device"] == "cpu"
     assert started["num_tokens"] > 0
-    assert started["parameters"] > 0
+    assert started["parameters"] == started["trainable_parameters"] > 0
+    assert started["method"] == "full"
     for event in progress:
         assert set(event) == {
             "type",
