@@ -164,12 +164,13 @@ def record_transfer(
     )
     outside = account(session, kind="external", currency=currency)
     if kind == "payout":
-        holder = session.get(Account, holder.id, with_for_update=True) or holder
-        available = balance(session, holder.id)
-        if available < amount:
-            raise InsufficientFundsError(
-                f"payout of {amount} {currency} exceeds the balance of {available} {currency}"
-            )
+        holder = _funded_account(
+            session,
+            organization_id=organization_id,
+            amount=amount,
+            currency=currency,
+            what=f"a payout of {amount} {currency} was asked",
+        )
     sign = 1 if kind == "top_up" else -1
     transaction = _post(
         session,
@@ -194,6 +195,36 @@ def record_transfer(
     )
     session.commit()
     return transaction, True
+
+
+def _funded_account(
+    session: Session, *, organization_id: str, amount: int, currency: str, what: str
+) -> Account:
+    """The organisation's account, locked, if it holds ``amount``; else InsufficientFunds."""
+    payer = account(
+        session, kind="organization", organization_id=organization_id, currency=currency
+    )
+    payer = session.get(Account, payer.id, with_for_update=True) or payer
+    available = balance(session, payer.id)
+    if available < amount:
+        raise InsufficientFundsError(
+            f"{what}; your balance is {available} {currency} (an operator records top-ups)"
+        )
+    return payer
+
+
+def _revenue(
+    session: Session, amount: int, currency: str, contributions: dict[str, int], fee_bps: int
+) -> list[tuple[Account, int]]:
+    """The credit side of a sale: the platform's fee, then each contributor's share."""
+    fee = amount * fee_bps // 10_000
+    entries = [(account(session, kind="platform_fee", currency=currency), fee)]
+    for organization_id, share in sorted(split(amount - fee, contributions).items()):
+        holder = account(
+            session, kind="organization", organization_id=organization_id, currency=currency
+        )
+        entries.append((holder, share))
+    return entries
 
 
 def split(amount: int, weights: dict[str, int]) -> dict[str, int]:
@@ -221,26 +252,14 @@ def settle_purchase(
     """Move the price from the buyer to the contributors and the platform; caller commits."""
     if price == 0:
         return None
-    buyer = account(
-        session, kind="organization", organization_id=buyer_organization_id, currency=currency
+    buyer = _funded_account(
+        session,
+        organization_id=buyer_organization_id,
+        amount=price,
+        currency=currency,
+        what=f"the price is {price} {currency}",
     )
-    buyer = session.get(Account, buyer.id, with_for_update=True) or buyer
-    available = balance(session, buyer.id)
-    if available < price:
-        raise InsufficientFundsError(
-            f"the price is {price} {currency}; your balance is {available} {currency} "
-            "(an operator records top-ups)"
-        )
-    fee = price * fee_bps // 10_000
-    entries: list[tuple[Account, int]] = [
-        (buyer, -price),
-        (account(session, kind="platform_fee", currency=currency), fee),
-    ]
-    for organization_id, share in sorted(split(price - fee, contributions).items()):
-        holder = account(
-            session, kind="organization", organization_id=organization_id, currency=currency
-        )
-        entries.append((holder, share))
+    entries = [(buyer, -price), *_revenue(session, price, currency, contributions, fee_bps)]
     return _post(
         session,
         kind="purchase",
@@ -334,15 +353,13 @@ def hold(
     """Move ``amount`` from the organisation into escrow for a pending charge (caller commits)."""
     if amount == 0:
         return None
-    payer = account(
-        session, kind="organization", organization_id=organization_id, currency=currency
+    payer = _funded_account(
+        session,
+        organization_id=organization_id,
+        amount=amount,
+        currency=currency,
+        what=f"this job may cost up to {amount} {currency}",
     )
-    payer = session.get(Account, payer.id, with_for_update=True) or payer
-    available = balance(session, payer.id)
-    if available < amount:
-        raise InsufficientFundsError(
-            f"this job may cost up to {amount} {currency}; your balance is {available} {currency}"
-        )
     escrow = account(session, kind="escrow", currency=currency)
     return _post(
         session,
@@ -376,17 +393,11 @@ def settle_hold(
     payer = account(
         session, kind="organization", organization_id=organization_id, currency=currency
     )
-    fee = charge * fee_bps // 10_000
-    entries: list[tuple[Account, int]] = [
+    entries = [
         (escrow, -held),
         (payer, held - charge),
-        (account(session, kind="platform_fee", currency=currency), fee),
+        *_revenue(session, charge, currency, contributions, fee_bps),
     ]
-    for contributor, share in sorted(split(charge - fee, contributions).items()):
-        entries.append(
-            (account(session, kind="organization", organization_id=contributor, currency=currency),
-             share)
-        )  # fmt: skip
     return _post(
         session,
         kind="metered_charge",
