@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     platform_fee_bps: int = Field(
         default=500, ge=0, le=10_000, description="The exchange's fee, in basis points of a sale."
     )
+
+    # Governed training: the release gate's thresholds (training_jobs.release_checks.ReleasePolicy
+    # fields, e.g. AIDX_RELEASE_POLICY='{"max_membership_auc": 0.7}'); empty means the defaults.
+    release_policy: dict[str, Any] = Field(default_factory=dict)
 
     # Secrets
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)

@@ -146,7 +146,7 @@ def _walk(base_url: str, home: Path, data: Path, output: Path, console: Console)
             _download(buyer, ids, output)
             done("7/9 downloaded; every hash matches")
             _train(buyer, ids, progress)
-            done("8/9 fine-tuned on the worker; weights stored")
+            done("8/9 fine-tuned on the worker; release gate passed; weights downloaded")
             _certificate(buyer, operator, ids, output)
             done("9/9 certificate signed and verified offline")
     except ApiError as error:
@@ -311,15 +311,31 @@ def _train(client: AidxClient, ids: dict[str, Any], progress: Progress) -> None:
                     f"{last['tokens_per_second']:.0f} tokens/s",
                 )
         job = client.request("GET", f"/v1/training-jobs/{job['id']}")
-        if job["status"] in ("succeeded", "failed", "cancelled"):
+        if job["status"] in ("succeeded", "quarantined", "failed", "cancelled"):
             break
         if time.monotonic() > deadline:
             raise DemoFailed(f"training job {job['id']} still {job['status']} after 600 s")
         time.sleep(0.3)
-    if job["status"] != "succeeded":
+    if job["status"] not in ("succeeded", "quarantined"):
         raise DemoFailed(f"training job {job['id']} {job['status']}: {job['error']}")
-    if not any(artifact["path"].endswith(".safetensors") for artifact in job["artifacts"]):
+    weights = [a for a in job["artifacts"] if a["path"].endswith(".safetensors")]
+    if not weights:
         raise DemoFailed("the training job stored no weights")
+    release = job["result"]["release"]
+    if release["decision"] != "release":
+        raise DemoFailed(f"the release gate held the model: {release['checks']}")
+    digest = hashlib.sha256()
+    with client.http.stream(
+        "GET", f"/v1/training-jobs/{job['id']}/artifacts/{weights[0]['path']}"
+    ) as response:
+        if response.status_code != 200:
+            raise DemoFailed(
+                f"the released weights could not be downloaded ({response.status_code})"
+            )
+        for chunk in response.iter_bytes():
+            digest.update(chunk)
+    if digest.hexdigest() != weights[0]["sha256"]:
+        raise DemoFailed("the downloaded weights do not match their recorded hash")
     ids["training_result"] = job["result"]
 
 
@@ -376,6 +392,9 @@ def _summary(console: Console, ids: dict[str, Any], output: Path) -> None:
         ("entitlement", ids["entitlement"]),
         ("training job", f"{ids['training_job']} (loss {result['first_loss']:.3f} -> "
                          f"{result['final_loss']:.3f}, {result['trained_tokens']} tokens)"),
+        ("release gate", ", ".join(f"{c['name']} {c['value']:.2f} <= {c['threshold']}"
+                                   for c in result["release"]["checks"])
+                         + f": {result['release']['decision']}"),
         ("certificate", ids["certificate"]),
         ("audit trail", ids["audit"]),
     ]  # fmt: skip

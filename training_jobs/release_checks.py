@@ -314,6 +314,18 @@ def auc(positives: Sequence[float] | np.ndarray, negatives: Sequence[float] | np
     return float((greater + 0.5 * ties) / (positive.size * negative.size))
 
 
+def auc_standard_error(value: float, positives: int, negatives: int) -> float:
+    """Hanley and McNeil's (1982) standard error of an AUC measured on these sample sizes."""
+    q1 = value / (2 - value)
+    q2 = 2 * value * value / (1 + value)
+    variance = (
+        value * (1 - value)
+        + (positives - 1) * (q1 - value * value)
+        + (negatives - 1) * (q2 - value * value)
+    ) / (positives * negatives)
+    return math.sqrt(max(variance, 0.0))
+
+
 @dataclass(frozen=True)
 class PiiResult:
     samples: int
@@ -497,6 +509,9 @@ def evaluate_release(
     membership = membership_auc(
         member_losses, base_member_losses, held_out_losses, base_held_out_losses
     )
+    # The AUC of a few hundred rows is noisy: flag it only when it stays above the threshold
+    # by two standard errors, so chance alone does not quarantine a model (about 2.5 % would).
+    membership_error = auc_standard_error(membership, len(member_losses), len(held_out_losses))
     checks = [
         CheckResult(
             name="canary_exposure",
@@ -535,8 +550,9 @@ def evaluate_release(
             name="membership_inference",
             value=_round(membership),
             threshold=policy.max_membership_auc,
-            passed=membership <= policy.max_membership_auc,
+            passed=membership - 2 * membership_error <= policy.max_membership_auc,
             details={
+                "standard_error": _round(membership_error),
                 "members": len(member_losses),
                 "held_out": len(held_out_losses),
                 "member_mean_loss": _round(float(np.mean(member_losses))),

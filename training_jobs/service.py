@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
@@ -22,7 +23,12 @@ from sqlalchemy.orm import Session
 from infra.config import Settings, get_settings
 from infra.db import new_id, session_scope, utcnow
 from infra.storage import ObjectStore, get_object_store
-from marketplace.errors import InvalidRequestError, PermissionDeniedError
+from marketplace.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from marketplace.models import DatasetVersion, Entitlement, License, Listing
 from marketplace.services import audit, ledger
 from marketplace.services.datasets import get_visible_version
@@ -31,11 +37,19 @@ from training_jobs.errors import JobCancelled, TrainingError
 from training_jobs.governance import grant_hash, require_training_entitlement
 from training_jobs.models import TrainingJob, TrainingJobEvent
 from training_jobs.registry import default_models_dir, resolve
-from training_jobs.runner import TrainingParams, train
+from training_jobs.release_checks import (
+    Canary,
+    ReleasePolicy,
+    ReleaseReport,
+    evaluate_release,
+    inject_canaries_into_table,
+    make_canaries,
+)
+from training_jobs.runner import TrainingParams, load_base_model, load_trained_model, train
 
 log = logging.getLogger(__name__)
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
+FINAL_STATES = ("succeeded", "quarantined", "failed", "cancelled")
 
 
 def validate_params(params: dict[str, Any], settings: Settings) -> TrainingParams:
@@ -157,6 +171,23 @@ def list_events(
     )
 
 
+def released_artifact(
+    session: Session, *, actor: Principal, job_id: str, path: str
+) -> dict[str, Any]:
+    """A file of a released model: only its buyer, only after the release gate passed it."""
+    job = get_job(session, actor=actor, job_id=job_id)
+    if job.organization_id != actor.organization_id:
+        raise NotFoundError("training job", job_id)
+    if job.status != "succeeded":
+        raise ConflictError(
+            f"training job {job_id} is {job.status}; weights leave only after the release gate"
+        )
+    for artifact in job.artifacts:
+        if artifact["path"] == path:
+            return dict(artifact)
+    raise NotFoundError(f"artifact of training job {job_id}", path)
+
+
 def cancel_job(session: Session, *, actor: Principal, job_id: str) -> TrainingJob:
     job = get_job(session, actor=actor, job_id=job_id)
     if job.status in FINAL_STATES:
@@ -241,15 +272,31 @@ def execute_job(job_id: str, *, settings: Settings | None = None) -> str:
     try:
         with tempfile.TemporaryDirectory(prefix="aidx-training-") as scratch:
             scratch_dir = Path(scratch)
-            table = _read_version(store, version, scratch_dir)
+            train_rows, held_out_rows = hold_out(
+                _read_version(store, version, scratch_dir), seed=params.seed
+            )
+            canaries = make_canaries(CANARIES, seed=params.seed)
             output_dir = scratch_dir / "model"
             result = train(
-                table=table,
+                table=inject_canaries_into_table(
+                    train_rows, canaries, CANARY_REPETITIONS, seed=params.seed
+                ),
                 params=params,
                 output_dir=output_dir,
                 on_event=lambda event: _append_event(settings, job_id, event),
                 should_stop=lambda: _status(settings, job_id) == "cancelling",
             )
+            _set_status(settings, job_id, "auditing")
+            _append_event(settings, job_id, {"type": "auditing"})
+            release = audit_model(
+                output_dir,
+                params,
+                train_rows=train_rows,
+                held_out_rows=held_out_rows,
+                canaries=canaries,
+                policy=ReleasePolicy.model_validate(settings.release_policy),
+            )
+            _append_event(settings, job_id, {"type": "audited", "decision": release.decision})
             artifacts = []
             for path in sorted(output_dir.rglob("*")):
                 if path.is_file():
@@ -277,7 +324,9 @@ def execute_job(job_id: str, *, settings: Settings | None = None) -> str:
     with session_scope(settings) as session:
         job = session.get(TrainingJob, job_id)
         assert job is not None
-        job.status, job.finished_at = "succeeded", utcnow()
+        # Compute was spent either way; only a released model can be downloaded.
+        released = release.decision == "release"
+        job.status, job.finished_at = ("succeeded" if released else "quarantined"), utcnow()
         job.trained_tokens = result.trained_tokens
         granted = session.get(Entitlement, job.entitlement_id)
         assert granted is not None
@@ -296,17 +345,76 @@ def execute_job(job_id: str, *, settings: Settings | None = None) -> str:
             "trained_tokens": result.trained_tokens,
             "device": result.device,
             "seconds": result.seconds,
+            "release": release.model_dump(mode="json"),
         }
         audit.record(
             session,
             actor_organization_id=None,
-            action="training_job.succeeded",
+            action=f"training_job.{job.status}",
             object_type="training_job",
             object_id=job_id,
             trained_tokens=result.trained_tokens,
         )
         session.commit()
-    return "succeeded"
+    return "succeeded" if released else "quarantined"
+
+
+CANARIES = 4
+CANARY_REPETITIONS = 2
+HELD_OUT_SHARE = 20  # one row in twenty, within the bounds below
+HELD_OUT_MIN, HELD_OUT_MAX = 16, 256
+
+
+def hold_out(table: pa.Table, *, seed: int) -> tuple[pa.Table, pa.Table]:
+    """Split off rows the model never sees, for the membership check (deterministic per seed)."""
+    count = min(HELD_OUT_MAX, max(HELD_OUT_MIN, table.num_rows // HELD_OUT_SHARE))
+    if table.num_rows < 2 * count:
+        raise TrainingError(
+            f"the version has {table.num_rows} rows; the release checks hold out {count} "
+            f"and need at least {2 * count}"
+        )
+    order = np.random.default_rng(seed).permutation(table.num_rows)
+    held = np.sort(order[:count])
+    kept = np.sort(order[count:])
+    return table.take(pa.array(kept)), table.take(pa.array(held))
+
+
+def audit_model(
+    output_dir: Path,
+    params: TrainingParams,
+    *,
+    train_rows: pa.Table,
+    held_out_rows: pa.Table,
+    canaries: list[Canary],
+    policy: ReleasePolicy,
+) -> ReleaseReport:
+    """The release gate: memorisation, extraction, membership and PII checks on the model."""
+    import torch
+
+    model, tokenizer = load_trained_model(output_dir, params)
+    base = None
+    if params.method == "full":
+        torch.manual_seed(params.seed)  # a tiny base model is rebuilt from the training seed
+        base, _ = load_base_model(params.base_model)
+    return evaluate_release(
+        model=model,
+        tokenizer=tokenizer,
+        base_model=base,
+        train_rows=train_rows,
+        held_out_rows=held_out_rows,
+        canaries=canaries,
+        repetitions=CANARY_REPETITIONS,
+        policy=policy,
+        seed=params.seed,
+    )
+
+
+def _set_status(settings: Settings, job_id: str, status: str) -> None:
+    with session_scope(settings) as session:
+        job = session.get(TrainingJob, job_id)
+        assert job is not None
+        job.status = status
+        session.commit()
 
 
 def _finish(settings: Settings, job_id: str, *, status: str, error: str | None) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
 
 from infra.queue import enqueue
 from marketplace import schemas
-from marketplace.api.deps import CurrentPrincipal, SessionDep, SettingsDep
+from marketplace.api.deps import CurrentPrincipal, SessionDep, SettingsDep, StoreDep
 from training_jobs import service
 
 router = APIRouter(tags=["training jobs"])
@@ -48,6 +49,23 @@ def list_events(
     return schemas.TrainingJobEventsPublic(
         data=[schemas.TrainingJobEventPublic.model_validate(event) for event in events],
         count=len(events),
+    )
+
+
+@router.get("/v1/training-jobs/{job_id}/artifacts/{path:path}")
+def download_artifact(
+    job_id: str, path: str, session: SessionDep, principal: CurrentPrincipal, store: StoreDep
+) -> StreamingResponse:
+    """A file of the trained model (safetensors, config, tokenizer), once it is released."""
+    artifact = service.released_artifact(session, actor=principal, job_id=job_id, path=path)
+    session.close()
+    return StreamingResponse(
+        store.open_stream(artifact["key"]),
+        headers={
+            "Content-Length": str(artifact["size"]),
+            "X-Checksum-Sha256": str(artifact["sha256"]),
+        },
+        media_type="application/octet-stream",
     )
 
 

@@ -103,7 +103,9 @@ def _walk_trade(
     ids["license"] = buyer_client.license(listing["id"], idempotency_key=ids["idempotency_key"])
     job = buyer_client.submit_training_job(run["version_id"], TRAINING)
     ids["job"] = buyer_client.wait_for(
-        f"/v1/training-jobs/{job['id']}", done=("succeeded", "failed", "cancelled"), timeout=300
+        f"/v1/training-jobs/{job['id']}",
+        done=("succeeded", "quarantined", "failed", "cancelled"),
+        timeout=300,
     )
 
 
@@ -239,7 +241,8 @@ def test_training_job_reports_events_and_stores_loadable_weights(
     with exchange.client(trade["buyer_key"]) as buyer:
         events = buyer.training_events(job["id"])
     types = [event["type"] for event in events]
-    assert types[0] == "started" and types[-1] == "completed" and "progress" in types
+    assert types[0] == "started" and "progress" in types
+    assert types[-3:] == ["completed", "auditing", "audited"]
     assert [event["seq"] for event in events] == list(range(1, len(events) + 1))
     with (Path(__file__).parents[1] / "fixtures/data/gsm8k_train.jsonl").open() as rows:
         question = json.loads(rows.readline())["question"]
@@ -632,3 +635,61 @@ def test_catalog_searches_the_card_text_in_any_script_and_filters_by_facets(
             response = client.get("/v1/catalog", params=bad)
             assert response.status_code == 422
             assert next(iter(bad)) in _error(response)["message"]
+
+
+def test_a_released_model_is_downloadable_by_its_buyer_only(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    job = trade["job"]
+    release = job["result"]["release"]
+    assert release["decision"] == "release"
+    assert {check["name"] for check in release["checks"]} == {
+        "canary_exposure", "verbatim_extraction", "membership_inference", "pii_in_generations",
+    }  # fmt: skip
+    weights = next(a for a in job["artifacts"] if a["path"].endswith(".safetensors"))
+    path = f"/v1/training-jobs/{job['id']}/artifacts/{weights['path']}"
+    with http(exchange, trade["buyer_key"]) as client:
+        response = client.get(path)
+        assert response.status_code == 200
+        assert hashlib.sha256(response.content).hexdigest() == weights["sha256"]
+        assert client.get(f"/v1/training-jobs/{job['id']}/artifacts/nope").status_code == 404
+    for key in (trade["contributor_key"], trade["outsider_key"]):
+        with http(exchange, key) as client:
+            assert client.get(path).status_code == 404
+
+
+def test_a_model_the_release_gate_holds_is_quarantined_and_its_weights_stay_inside(
+    exchange: Exchange, trade: dict[str, Any]
+) -> None:
+    with session_scope(exchange.settings) as session:
+        entitlement = session.get(Entitlement, trade["license"]["entitlement"]["id"])
+        assert entitlement is not None
+        job = TrainingJob(
+            id=f"ftjob_{uuid.uuid4().hex}", organization_id=trade["buyer"],
+            version_id=trade["version"]["id"], entitlement_id=entitlement.id,
+            grant_hash=grant_hash(entitlement), params=dict(TRAINING), status="queued",
+            artifacts=[], created_at=utcnow(),
+        )  # fmt: skip
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    # An operator policy no model can meet: any measurable canary exposure is too much.
+    strict = exchange.settings.model_copy(update={"release_policy": {"max_canary_exposure": 1e-6}})
+    try:
+        assert execute_job(job_id, settings=strict) == "quarantined"
+    finally:
+        dispose_engines()
+    with http(exchange, trade["buyer_key"]) as client:
+        held = client.get(f"/v1/training-jobs/{job_id}").json()
+        assert held["status"] == "quarantined"
+        assert held["result"]["release"]["decision"] == "quarantine"
+        failed = [c for c in held["result"]["release"]["checks"] if not c["passed"]]
+        assert "canary_exposure" in [check["name"] for check in failed]
+        weights = next(a for a in held["artifacts"] if a["path"].endswith(".safetensors"))
+        refused = client.get(f"/v1/training-jobs/{job_id}/artifacts/{weights['path']}")
+        assert refused.status_code == 409
+        assert "release gate" in _error(refused)["message"]
+        events = client.get(f"/v1/training-jobs/{job_id}/events").json()["data"]
+        assert {"type": "audited", "decision": "quarantine"} in [
+            {"type": event["type"], **event["data"]} for event in events
+        ]
