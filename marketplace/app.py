@@ -19,6 +19,7 @@ from infra.config import Settings
 from marketplace.api import (
     cards,
     datasets,
+    fine_tuning,
     hf,
     ledger,
     licenses,
@@ -39,6 +40,7 @@ ROUTER_MODULES = (
     licenses,
     ledger,
     training_jobs,
+    fine_tuning,
     hf,
 )
 

@@ -153,6 +153,22 @@ def metered_plan(session: Session, license_id: str) -> MeteredPlan:
     )
 
 
+def list_jobs(
+    session: Session, *, actor: Principal, after: str | None, limit: int
+) -> list[TrainingJob]:
+    """The organisation's jobs, newest first; ``after`` is the id of the last one already seen."""
+    query = (
+        select(TrainingJob)
+        .where(TrainingJob.organization_id == actor.organization_id)
+        .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc())
+    )
+    jobs = list(session.scalars(query))
+    if after is not None:
+        ids = [job.id for job in jobs]
+        jobs = jobs[ids.index(after) + 1 :] if after in ids else []
+    return jobs[:limit]
+
+
 def get_job(session: Session, *, actor: Principal, job_id: str) -> TrainingJob:
     return get_owned(session, TrainingJob, job_id, actor=actor, kind="training job")
 
