@@ -463,43 +463,35 @@ def evaluate_release(
             )
             for canary in canaries
         ]
-        extraction = extraction_rates(
-            model,
-            tokenizer,
-            train_chats,
-            suffix_tokens=policy.suffix_tokens,
-            near_similarity=policy.near_similarity,
-            **split,
-        )
-        member_losses = row_losses(model, tokenizer, train_chats, **lengths)
-        held_out_losses = row_losses(model, tokenizer, held_out_chats, **lengths)
-        pii = pii_in_generations(
-            model,
-            tokenizer,
-            train_chats,
-            max_new_tokens=policy.pii_new_tokens,
-            seed=seed,
-            **split,
-        )
+
+        def measure(
+            subject: PreTrainedModel,
+        ) -> tuple[ExtractionResult, list[float], list[float], PiiResult]:
+            """What the gate measures on one model: extraction, both losses, PII."""
+            return (
+                extraction_rates(
+                    subject,
+                    tokenizer,
+                    train_chats,
+                    suffix_tokens=policy.suffix_tokens,
+                    near_similarity=policy.near_similarity,
+                    **split,
+                ),
+                row_losses(subject, tokenizer, train_chats, **lengths),
+                row_losses(subject, tokenizer, held_out_chats, **lengths),
+                pii_in_generations(
+                    subject,
+                    tokenizer,
+                    train_chats,
+                    max_new_tokens=policy.pii_new_tokens,
+                    seed=seed,
+                    **split,
+                ),
+            )
+
+        extraction, member_losses, held_out_losses, pii = measure(model)
         with _base_of(model, base_model) as base:
-            base_extraction = extraction_rates(
-                base,
-                tokenizer,
-                train_chats,
-                suffix_tokens=policy.suffix_tokens,
-                near_similarity=policy.near_similarity,
-                **split,
-            )
-            base_member_losses = row_losses(base, tokenizer, train_chats, **lengths)
-            base_held_out_losses = row_losses(base, tokenizer, held_out_chats, **lengths)
-            base_pii = pii_in_generations(
-                base,
-                tokenizer,
-                train_chats,
-                max_new_tokens=policy.pii_new_tokens,
-                seed=seed,
-                **split,
-            )
+            base_extraction, base_member_losses, base_held_out_losses, base_pii = measure(base)
 
     by_repetition: dict[str, list[float]] = {}
     for count, exposure in zip(copies, exposures, strict=True):

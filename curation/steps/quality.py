@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from abc import abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,11 +49,21 @@ def _number(value: float) -> str:
 
 
 class TextFilter(Filter):
-    """A filter deciding on each row's text alone; subclasses implement :meth:`check`."""
+    """A filter deciding on each row's text alone; subclasses implement :meth:`check`.
+
+    Subclasses name their settings in ``THRESHOLDS`` (attributes of the same names), which is
+    what their :attr:`params` report.
+    """
+
+    THRESHOLDS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, columns: Sequence[str] | None = None) -> None:
         super().__init__()
         self.columns = list(columns) if columns is not None else None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"columns": self.columns, **{name: getattr(self, name) for name in self.THRESHOLDS}}
 
     @abstractmethod
     def check(self, text: str) -> str | None:
@@ -109,21 +119,18 @@ class GopherQuality(TextFilter):
         self.stop_words = list(stop_words)
         self._stop_words = frozenset(stop_words)
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {
-            "columns": self.columns,
-            "min_doc_words": self.min_doc_words,
-            "max_doc_words": self.max_doc_words,
-            "min_avg_word_length": self.min_avg_word_length,
-            "max_avg_word_length": self.max_avg_word_length,
-            "max_symbol_word_ratio": self.max_symbol_word_ratio,
-            "max_bullet_lines_ratio": self.max_bullet_lines_ratio,
-            "max_ellipsis_lines_ratio": self.max_ellipsis_lines_ratio,
-            "min_alpha_words_ratio": self.min_alpha_words_ratio,
-            "min_stop_words": self.min_stop_words,
-            "stop_words": self.stop_words,
-        }
+    THRESHOLDS = (
+        "min_doc_words",
+        "max_doc_words",
+        "min_avg_word_length",
+        "max_avg_word_length",
+        "max_symbol_word_ratio",
+        "max_bullet_lines_ratio",
+        "max_ellipsis_lines_ratio",
+        "min_alpha_words_ratio",
+        "min_stop_words",
+        "stop_words",
+    )
 
     def check(self, text: str) -> str | None:
         tokens = word_tokens(text)
@@ -539,17 +546,14 @@ class FineWebQuality(TextFilter):
         self.char_duplicates_ratio = char_duplicates_ratio
         self.new_line_ratio = new_line_ratio
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {
-            "columns": self.columns,
-            "line_punct_thr": self.line_punct_thr,
-            "line_punct_exclude_zero": self.line_punct_exclude_zero,
-            "short_line_thr": self.short_line_thr,
-            "short_line_length": self.short_line_length,
-            "char_duplicates_ratio": self.char_duplicates_ratio,
-            "new_line_ratio": self.new_line_ratio,
-        }
+    THRESHOLDS = (
+        "line_punct_thr",
+        "line_punct_exclude_zero",
+        "short_line_thr",
+        "short_line_length",
+        "char_duplicates_ratio",
+        "new_line_ratio",
+    )
 
     def check(self, text: str) -> str | None:
         lines = text.split("\n")
@@ -610,16 +614,13 @@ class ChineseQuality(TextFilter):
         self.ngram = ngram
         self.max_repeated_ngram_share = max_repeated_ngram_share
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {
-            "columns": self.columns,
-            "min_length": self.min_length,
-            "min_cjk_share": self.min_cjk_share,
-            "min_avg_line_length": self.min_avg_line_length,
-            "ngram": self.ngram,
-            "max_repeated_ngram_share": self.max_repeated_ngram_share,
-        }
+    THRESHOLDS = (
+        "min_length",
+        "min_cjk_share",
+        "min_avg_line_length",
+        "ngram",
+        "max_repeated_ngram_share",
+    )
 
     def check(self, text: str) -> str | None:
         visible = _WHITESPACE.sub("", text)
