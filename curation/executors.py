@@ -24,21 +24,31 @@ Work folder layout: ``plan.json`` and ``schema.arrow``; ``stage-KK/shard-NNNNN.p
 ``.excluded.parquet``, ``.sig-JJ.parquet`` (signatures for step JJ) and ``.done.json``;
 ``stage-KK/drops.parquet`` or rewritten shard files, ``excluded.parquet`` and ``done.json`` for a
 global stage; ``result.json`` after the merge.
+
+Across machines (:class:`CeleryExecutor`) the work folder lives in the object store under a key
+prefix: the planner puts the plan and copies of the inputs there, and every task fetches only what
+it reads into a scratch folder of its worker, runs as above, and puts back what it wrote with its
+marker last (:func:`staged_shard`, :func:`staged_global`, :func:`staged_merge`); a marker in the
+store whose files are there with their hashes means the task is done. Workers share no disk.
 """
 
 from __future__ import annotations
 
 import base64
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import multiprocessing
 import os
+import shutil
+import socket
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +87,9 @@ from curation.writers import (
     write_exclusions_table,
     write_parquet_shards,
 )
+
+if TYPE_CHECKING:
+    from infra.storage import ObjectStore
 
 ROWS_PER_SHARD = 50_000
 ROWS_PER_FILE = 50_000
@@ -174,7 +187,11 @@ class RunPlan:
 
 @dataclass(frozen=True)
 class StageProgress:
-    """Progress of one stage: ``done`` of ``total`` tasks, and the rows they have put out."""
+    """Progress of one stage: ``done`` of ``total`` tasks, and the rows they took in and put out.
+
+    ``shard`` is the shard whose task just finished (None when a stage starts, and for global
+    stages and the merge); ``shard_rows_in`` and ``shard_rows_out`` are that task's rows.
+    """
 
     stage: int
     name: str
@@ -182,6 +199,10 @@ class StageProgress:
     done: int
     total: int
     rows_out: int
+    rows_in: int = 0
+    shard: int | None = None
+    shard_rows_in: int = 0
+    shard_rows_out: int = 0
 
 
 ProgressCallback = Callable[[StageProgress], None]
@@ -329,7 +350,7 @@ def prepare_run(
     stored = {
         "fingerprint": fingerprint,
         "recipe": recipe_body,
-        "inputs": [{**asdict(item), "path": str(item.path)} for item in inputs],
+        "inputs": [{**asdict(item), "path": _plan_path(item.path, work_dir)} for item in inputs],
         "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
         "shards": [asdict(shard) for shard in plan.shards],
         "stages": [asdict(stage) for stage in plan.stages],
@@ -340,6 +361,13 @@ def prepare_run(
     return plan
 
 
+def _plan_path(path: Path, work_dir: Path) -> str:
+    """An input's path as the plan stores it: relative when the input is inside the work folder
+    (a staged run, whose folder moves between machines), else absolute."""
+    resolved, folder = path.resolve(), work_dir.resolve()
+    return resolved.relative_to(folder).as_posix() if resolved.is_relative_to(folder) else str(path)
+
+
 def load_plan(work_dir: Path) -> RunPlan:
     """The plan :func:`prepare_run` stored in ``work_dir``."""
     try:
@@ -347,7 +375,9 @@ def load_plan(work_dir: Path) -> RunPlan:
     except FileNotFoundError:
         raise CurationError(f"{work_dir} holds no planned run") from None
     return RunPlan(
-        inputs=[InputFile(**{**item, "path": Path(item["path"])}) for item in stored["inputs"]],
+        inputs=[
+            InputFile(**{**item, "path": work_dir / item["path"]}) for item in stored["inputs"]
+        ],
         recipe=stored["recipe"],
         schema=pa.ipc.read_schema(pa.py_buffer(base64.b64decode(stored["schema"]))),
         shards=[ShardSpec(**shard) for shard in stored["shards"]],
@@ -874,6 +904,20 @@ def _canonical(value: Any) -> str:
 # Executors
 
 
+def _outcome_rows(outcome: Mapping[str, Any]) -> tuple[int, int]:
+    """The rows a shard or global task took in and put out, from its summary."""
+    steps = outcome.get("steps") or []
+    if outcome.get("rows_read") is not None:
+        rows_in = int(outcome["rows_read"])
+    elif steps:
+        rows_in = int(steps[0]["rows_in"])
+    else:
+        rows_in = int(outcome.get("rows_out") or 0)
+    if "rows_out" in outcome:
+        return rows_in, int(outcome["rows_out"] or 0)
+    return rows_in, int(steps[-1]["rows_out"]) if steps else rows_in
+
+
 @dataclass
 class _Counter:
     run: int = 0
@@ -904,7 +948,7 @@ class Executor:
         batch_size: int = BATCH_SIZE,
     ) -> CurationResult:
         """Curate ``inputs`` into ``out_dir``, keeping resumable work in ``work_dir``."""
-        plan = prepare_run(
+        plan = self._prepare(
             inputs,
             work_dir,
             recipe=recipe,
@@ -924,21 +968,30 @@ class Executor:
                 outcomes = self._run_global(work_dir, stage)
             for outcome in outcomes:
                 counter.add(outcome)
+                rows_in, rows_out = _outcome_rows(outcome)
                 state = StageProgress(
                     stage,
                     state.name,
                     spec.kind,
                     state.done + 1,
                     total,
-                    state.rows_out + int(outcome.get("rows_out") or 0),
+                    state.rows_out + rows_out,
+                    state.rows_in + rows_in,
+                    outcome.get("shard"),
+                    rows_in,
+                    rows_out,
                 )
                 self._report(state)
         merge = StageProgress(len(plan.stages), "merge", "merge", 0, 1, 0)
         self._report(merge)
         result = self._run_merge(work_dir, out_dir)
-        self._report(StageProgress(merge.stage, "merge", "merge", 1, 1, result.num_rows))
+        rows = result.num_rows
+        self._report(StageProgress(merge.stage, "merge", "merge", 1, 1, rows, rows))
         result.tasks_run, result.tasks_skipped = counter.run, counter.skipped
         return result
+
+    def _prepare(self, inputs: Sequence[InputFile], work_dir: Path, **options: Any) -> RunPlan:
+        return prepare_run(inputs, work_dir, **options)
 
     def _report(self, state: StageProgress) -> None:
         if self.progress is not None:
@@ -1024,14 +1077,22 @@ class LocalExecutor(Executor):
 class CeleryExecutor(Executor):
     """One Celery task per shard on the ``curation`` queue, one per global stage, one merge.
 
-    This process plans the run, sends each stage's tasks and waits for them, so it must not be a
-    worker itself. ``work_dir`` and ``out_dir`` must be paths the workers see (a shared folder).
-    ``app`` is the Celery app to send through (default: :data:`infra.queue.app`).
+    Workers share nothing but the object store: this process copies the inputs into
+    ``work_dir/inputs/``, plans the run there and puts the plan and the inputs under ``prefix``
+    in ``store`` (default ``curation-work/<the plan's fingerprint>``); each task fetches what it
+    reads into a scratch folder of its own worker, runs, and puts back what it wrote, its
+    completion marker last (see :func:`staged_shard`). The merge's files come back into
+    ``out_dir``. This process waits for each stage's tasks, so it must not be a worker itself.
+    ``app`` is the Celery app to send through (default: :data:`infra.queue.app`); ``store`` the
+    object store the workers use too. ``workers`` collects which worker ran each task.
     """
 
+    store: ObjectStore | None = None
+    prefix: str | None = None
     app: Any = None
     timeout: float = 3600.0
     poll_interval: float = 0.05
+    workers: set[str] = field(default_factory=set)
 
     def _celery(self) -> Any:
         if self.app is None:
@@ -1039,6 +1100,32 @@ class CeleryExecutor(Executor):
 
             self.app = app
         return self.app
+
+    def _object_store(self) -> ObjectStore:
+        if self.store is None:
+            from infra.storage import get_object_store
+
+            self.store = get_object_store()
+        return self.store
+
+    def _prepare(self, inputs: Sequence[InputFile], work_dir: Path, **options: Any) -> RunPlan:
+        staged = []
+        for index, item in enumerate(inputs):
+            local = work_dir / STAGED_INPUTS / f"{index:05d}.{item.format}"
+            if not local.is_file() or _file_sha256(local) != _file_sha256(item.path):
+                local.parent.mkdir(parents=True, exist_ok=True)
+                temporary = local.with_name(local.name + ".partial")
+                shutil.copyfile(item.path, temporary)
+                os.replace(temporary, local)
+            staged.append(InputFile(local, item.format, item.source_name, item.contributor))
+        plan = prepare_run(staged, work_dir, **options)
+        if self.prefix is None:
+            self.prefix = f"{STAGED_PREFIX}/{plan.fingerprint[:32]}"
+        store = self._object_store()
+        names = ["plan.json", *(item.path.relative_to(work_dir).as_posix() for item in staged)]
+        for name in names:
+            _put_if_changed(store, work_dir / name, f"{self.prefix}/{name}")
+        return plan
 
     def _wait(self, results: list[Any]) -> Iterator[dict[str, Any]]:
         pending = list(results)
@@ -1049,6 +1136,8 @@ class CeleryExecutor(Executor):
                 value: dict[str, Any] = result.get(
                     timeout=self.timeout, interval=self.poll_interval
                 )
+                if value.get("worker"):
+                    self.workers.add(value["worker"])
                 yield value
             if pending:
                 if time.monotonic() > deadline:
@@ -1060,22 +1149,245 @@ class CeleryExecutor(Executor):
     def _run_shards(self, work_dir: Path, stage: int, count: int) -> Iterator[dict[str, Any]]:
         app = self._celery()
         results = [
-            app.send_task("curation.shard", args=[str(work_dir), stage, shard])
+            app.send_task("curation.shard", args=[self.prefix, stage, shard])
             for shard in range(count)
         ]
         yield from self._wait(results)
 
     def _run_global(self, work_dir: Path, stage: int) -> Iterator[dict[str, Any]]:
         app = self._celery()
-        yield from self._wait([app.send_task("curation.global_stage", args=[str(work_dir), stage])])
+        yield from self._wait([app.send_task("curation.global_stage", args=[self.prefix, stage])])
 
     def _run_merge(self, work_dir: Path, out_dir: Path) -> CurationResult:
         app = self._celery()
-        sent = app.send_task("curation.merge", args=[str(work_dir), str(out_dir)])
-        (report,) = self._wait([sent])
+        (report,) = self._wait([app.send_task("curation.merge", args=[self.prefix])])
+        if report.get("worker"):
+            report = {key: value for key, value in report.items() if key != "worker"}
+        store = self._object_store()
+        files = [ShardInfo(**shard) for shard in report["shards"]]
+        if report["exclusions"]:
+            files.append(ShardInfo(**report["exclusions"]))
+        for info in files:
+            local = out_dir / info.path
+            store.download_to(f"{self.prefix}/{STAGED_OUT}/{info.path}", local)
+            if _file_sha256(local) != info.sha256:
+                raise CurationError(f"{info.path} changed between the merge and its download")
         return result_from_report(report, out_dir)
 
 
-def merge_task(work_dir: Path, out_dir: Path) -> dict[str, Any]:
-    """The merge as a task: the run's report (JSON), after checking every marker is there."""
-    return run_merge(work_dir, out_dir).report
+# Work staged through an object store: what each task fetches, runs and puts back
+
+STAGED_PREFIX = "curation-work"
+STAGED_INPUTS = "inputs"
+STAGED_OUT = "out"
+_WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def staged_shard(
+    store: ObjectStore, prefix: str, stage: int, shard: int, *, scratch_root: Path
+) -> dict[str, Any]:
+    """Run a shard task of a run staged under ``prefix``, in a scratch folder of this worker.
+
+    Done already when the store holds the shard's marker and every file it names, with their
+    hashes; otherwise the task fetches the plan and the shard's source (an input file, or the
+    shard's rows from an earlier stage and the drops that apply), runs :func:`run_shard`, and
+    puts its files back, the marker last, so a marker in the store means the work is there.
+    """
+    folder = f"stage-{stage:02d}"
+    marker = f"{folder}/shard-{shard:05d}.done.json"
+    done = _stored_marker(store, prefix, marker)
+    if done is not None:
+        return {**done, "skipped": True, "worker": _WORKER}
+    with _scratch(scratch_root) as work_dir:
+        plan = _fetch_plan(store, prefix, work_dir)
+        if not 0 <= shard < len(plan.shards):
+            raise CurationError(f"{prefix}: no shard {shard} (the run has {len(plan.shards)})")
+        if stage == 0:
+            path = plan.inputs[plan.shards[shard].input].path
+            _fetch(store, prefix, work_dir, [_staged_name(path, work_dir)])
+        else:
+            source = _sources(plan)[stage]
+            assert source.parts is not None
+            part = f"stage-{source.parts:02d}/shard-{shard:05d}.parquet"
+            _fetch(store, prefix, work_dir, [part], optional=True)
+            if source.drops is not None:
+                _fetch(store, prefix, work_dir, [f"stage-{source.drops:02d}/drops.parquet"])
+        summary = run_shard(work_dir, stage, shard)
+        _put_marked(store, prefix, work_dir, marker, summary["files"])
+    return {**summary, "skipped": False, "worker": _WORKER}
+
+
+def staged_global(
+    store: ObjectStore, prefix: str, stage: int, *, scratch_root: Path
+) -> dict[str, Any]:
+    """Run global stage ``stage`` of a run staged under ``prefix``; see :func:`staged_shard`.
+
+    It fetches the markers of every earlier stage, the source stage's shard files (rows and
+    MinHash signatures, not exclusions) and the drops that apply.
+    """
+    marker = f"stage-{stage:02d}/done.json"
+    done = _stored_marker(store, prefix, marker)
+    if done is not None:
+        return {**done, "skipped": True, "worker": _WORKER}
+    with _scratch(scratch_root) as work_dir:
+        plan = _fetch_plan(store, prefix, work_dir)
+        if not 0 <= stage < len(plan.stages):
+            raise CurationError(f"{prefix}: no stage {stage} (the run has {len(plan.stages)})")
+        source = _sources(plan)[stage]
+        _fetch_stage_files(store, prefix, work_dir, plan, before=stage, source=source)
+        summary = run_global(work_dir, stage)
+        _put_marked(store, prefix, work_dir, marker, summary["files"])
+    return {**summary, "skipped": False, "worker": _WORKER}
+
+
+def staged_merge(store: ObjectStore, prefix: str, *, scratch_root: Path) -> dict[str, Any]:
+    """Merge a run staged under ``prefix``: its files go under ``<prefix>/out/``, then its report
+    (``result.json``, the marker of the merge); returns the report."""
+    done = _stored_report(store, prefix)
+    if done is not None:
+        return {**done, "worker": _WORKER}
+    with _scratch(scratch_root) as work_dir:
+        plan = _fetch_plan(store, prefix, work_dir)
+        source = _sources(plan)[len(plan.stages)]
+        _fetch_stage_files(
+            store, prefix, work_dir, plan, before=len(plan.stages), source=source, merge=True
+        )
+        result = run_merge(work_dir, work_dir / STAGED_OUT)
+        files = list(result.shards) + ([result.exclusions] if result.exclusions else [])
+        for info in files:
+            stored = store.put_file(
+                work_dir / STAGED_OUT / info.path, key=f"{prefix}/{STAGED_OUT}/{info.path}"
+            )
+            if stored.sha256 != info.sha256:
+                raise CurationError(f"{info.path} changed while it was stored")
+        store.put_file(work_dir / "result.json", key=f"{prefix}/result.json")
+    return {**result.report, "worker": _WORKER}
+
+
+@contextlib.contextmanager
+def _scratch(root: Path) -> Iterator[Path]:
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="task-", dir=root) as folder:
+        yield Path(folder)
+
+
+def _staged_name(path: Path, work_dir: Path) -> str:
+    if not path.resolve().is_relative_to(work_dir.resolve()):
+        raise CurationError(f"{path}: an input of a staged run must be inside its work folder")
+    return path.resolve().relative_to(work_dir.resolve()).as_posix()
+
+
+def _fetch_plan(store: ObjectStore, prefix: str, work_dir: Path) -> RunPlan:
+    from infra.storage import ObjectNotFoundError
+
+    try:
+        store.download_to(f"{prefix}/plan.json", work_dir / "plan.json")
+    except ObjectNotFoundError:
+        raise CurationError(f"{prefix}: no planned run is staged there") from None
+    return load_plan(work_dir)
+
+
+def _fetch(
+    store: ObjectStore, prefix: str, work_dir: Path, names: Sequence[str], *, optional: bool = False
+) -> None:
+    from infra.storage import ObjectNotFoundError
+
+    for name in names:
+        try:
+            store.download_to(f"{prefix}/{name}", work_dir / name)
+        except ObjectNotFoundError:
+            if not optional:
+                raise CurationError(f"{prefix}/{name} is missing from the object store") from None
+
+
+def _fetch_stage_files(
+    store: ObjectStore,
+    prefix: str,
+    work_dir: Path,
+    plan: RunPlan,
+    *,
+    before: int,
+    source: _Source,
+    merge: bool = False,
+) -> None:
+    """The markers of stages before ``before``, the source's rows (and, for a global stage,
+    signatures) and drops, and for the merge every stage's exclusions."""
+    names = []
+    for stage in range(before):
+        folder = f"stage-{stage:02d}/"
+        for stored in store.list(f"{prefix}/{folder}"):
+            name = stored.key.removeprefix(f"{prefix}/")
+            base = name.removeprefix(folder)
+            wanted = base.endswith("done.json")
+            if merge:
+                wanted |= base.endswith("excluded.parquet")
+            if stage == source.parts:
+                rows = base.startswith("shard-") and base.count(".") == 1
+                wanted |= rows or (not merge and ".sig-" in base)
+            if stage == source.drops:
+                wanted |= base == "drops.parquet"
+            if wanted:
+                names.append(name)
+    _fetch(store, prefix, work_dir, names)
+
+
+def _put_marked(
+    store: ObjectStore, prefix: str, work_dir: Path, marker: str, files: Mapping[str, str]
+) -> None:
+    """Put a task's files, then its marker, from ``work_dir`` into the store."""
+    folder, _, name = marker.rpartition("/")
+    stem = name.removesuffix(".done.json") if name != "done.json" else ""
+    for file_name, digest in files.items():
+        relative = f"{folder}/{stem}{file_name}"
+        stored = store.put_file(work_dir / relative, key=f"{prefix}/{relative}")
+        if stored.sha256 != digest:
+            raise CurationError(f"{relative} changed while it was stored")
+    store.put_file(work_dir / marker, key=f"{prefix}/{marker}")
+
+
+def _stored_marker(store: ObjectStore, prefix: str, marker: str) -> dict[str, Any] | None:
+    """The marker's content if the store holds it and every file it names, with their hashes."""
+    from infra.storage import ObjectNotFoundError
+
+    try:
+        done: dict[str, Any] = json.loads(store.get_bytes(f"{prefix}/{marker}"))
+    except ObjectNotFoundError:
+        return None
+    folder, _, name = marker.rpartition("/")
+    stem = name.removesuffix(".done.json") if name != "done.json" else ""
+    for file_name, digest in done["files"].items():
+        try:
+            if store.stat(f"{prefix}/{folder}/{stem}{file_name}").sha256 != digest:
+                return None
+        except ObjectNotFoundError:
+            return None
+    return done
+
+
+def _stored_report(store: ObjectStore, prefix: str) -> dict[str, Any] | None:
+    """The merge's report if the store holds it and every file it names, with their hashes."""
+    from infra.storage import ObjectNotFoundError
+
+    try:
+        report: dict[str, Any] = json.loads(store.get_bytes(f"{prefix}/result.json"))
+    except ObjectNotFoundError:
+        return None
+    files = list(report["shards"]) + ([report["exclusions"]] if report["exclusions"] else [])
+    for info in files:
+        try:
+            if store.stat(f"{prefix}/{STAGED_OUT}/{info['path']}").sha256 != info["sha256"]:
+                return None
+        except ObjectNotFoundError:
+            return None
+    return report
+
+
+def _put_if_changed(store: ObjectStore, path: Path, key: str) -> None:
+    from infra.storage import ObjectNotFoundError
+
+    try:
+        if store.stat(key).sha256 == _file_sha256(path):
+            return
+    except ObjectNotFoundError:
+        pass
+    store.put_file(path, key=key)

@@ -20,18 +20,24 @@ import pytest
 
 from curation.errors import CurationError
 from curation.executors import (
+    CeleryExecutor,
     InputFile,
     LocalExecutor,
     Stage,
+    StageProgress,
     common_schema,
     plan_shards,
     plan_stages,
     prepare_run,
+    staged_global,
+    staged_merge,
+    staged_shard,
 )
 from curation.pipeline import Pipeline
 from curation.readers import read_batches
 from curation.steps import AddProvenance
 from curation.writers import write_exclusions, write_parquet_shards
+from infra.storage import LocalObjectStore
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "data"
 REPO_ROOT = Path(__file__).parents[3]
@@ -313,3 +319,80 @@ def test_row_ranges_read_the_rows_of_a_full_read(tmp_path: Path) -> None:
             for start, stop in ((0, 13), (13, 26), (26, 50))
         ]
         assert parts[0] + parts[1] + parts[2] == rows, format
+
+
+def test_progress_names_each_shard_with_its_rows(
+    tmp_path: Path, web_inputs: list[InputFile]
+) -> None:
+    seen: list[StageProgress] = []
+
+    result = LocalExecutor(processes=2, progress=seen.append).run(
+        web_inputs,
+        tmp_path / "out",
+        recipe="web_en",
+        work_dir=tmp_path / "work",
+        rows_per_shard=37,
+    )
+
+    first = [state for state in seen if state.stage == 0 and state.shard is not None]
+    assert sorted(state.shard for state in first) == list(range(len(plan_shards([240, 100], 37))))
+    assert sum(state.shard_rows_in for state in first) == result.rows_in == first[-1].rows_in
+    assert first[-1].rows_out == sum(state.shard_rows_out for state in first)
+    by_step = {step["step"]: step for step in result.steps}
+    exact = next(state for state in seen if state.kind == "global" and state.done == 1)
+    assert (exact.rows_in, exact.rows_out) == (
+        by_step["exact_dedup"]["rows_in"],
+        by_step["exact_dedup"]["rows_out"],
+    )
+    merge = StageProgress(4, "merge", "merge", 1, 1, result.num_rows, result.num_rows)
+    assert seen[-1] == merge
+
+
+def test_a_run_staged_in_an_object_store_runs_in_scratch_folders_of_its_own(
+    tmp_path: Path, web_inputs: list[InputFile]
+) -> None:
+    """What the Celery tasks do, without Celery: every task fetches what it reads from the store
+    into a fresh scratch folder (two "machines" here) and puts back what it wrote."""
+    options: dict[str, Any] = {"recipe": "web_en", "rows_per_shard": 50, "rows_per_file": 120}
+    reference = LocalExecutor(processes=1).run(
+        web_inputs, tmp_path / "ref", work_dir=tmp_path / "ref-work", **options
+    )
+    store = LocalObjectStore(tmp_path / "objects", secret_key="test")
+    planner = CeleryExecutor(store=store)
+    plan = planner._prepare(web_inputs, tmp_path / "plan", **options)
+    prefix = planner.prefix
+    assert prefix is not None and prefix.startswith("curation-work/")
+    scratch = [tmp_path / "machine-a", tmp_path / "machine-b"]
+
+    outcomes = []
+    for stage, spec in enumerate(plan.stages):
+        if spec.kind == "shards":
+            for shard in range(len(plan.shards)):
+                root = scratch[shard % 2]
+                outcomes.append(staged_shard(store, prefix, stage, shard, scratch_root=root))
+        else:
+            outcomes.append(staged_global(store, prefix, stage, scratch_root=scratch[stage % 2]))
+    report = staged_merge(store, prefix, scratch_root=scratch[0])
+    again = staged_shard(store, prefix, 0, 1, scratch_root=scratch[1])
+
+    assert report["content_hash"] == reference.content_hash
+    assert report["steps"] == reference.report["steps"]
+    for shard in reference.shards:
+        stored = store.stat(f"{prefix}/out/{shard.path}")
+        assert stored.sha256 == shard.sha256
+    assert not any(outcome["skipped"] for outcome in outcomes)
+    assert again["skipped"] is True
+    assert all(not any(root.iterdir()) for root in scratch)  # each task cleans up after itself
+    # A shard whose file in the store no longer matches its marker is done again.
+    store.put_bytes(b"torn", key=f"{prefix}/stage-00/shard-00001.parquet")
+    redone = staged_shard(store, prefix, 0, 1, scratch_root=scratch[1])
+    assert redone["skipped"] is False
+    stored = store.stat(f"{prefix}/stage-00/shard-00001.parquet")
+    assert stored.sha256 == redone["files"][".parquet"]
+
+
+def test_staged_tasks_refuse_a_prefix_without_a_plan(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "objects", secret_key="test")
+
+    with pytest.raises(CurationError, match="no planned run is staged there"):
+        staged_shard(store, "curation-work/missing", 0, 0, scratch_root=tmp_path / "scratch")
