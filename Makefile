@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint typecheck install install-test clean
+.PHONY: demo test lint typecheck install install-test labelstudio clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,24 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(PIP) install --quiet -e ".[test]"
 	touch $@
 
+# The Label Studio server the review tests start, in a venv of its own: it pins older redis,
+# pyarrow and label-studio-sdk than the exchange uses.
+LABELSTUDIO_VENV ?= .venv-labelstudio
+LABELSTUDIO      ?= label-studio==1.23.2
+$(LABELSTUDIO_VENV)/.installed:
+	$(PYTHON) -m venv $(LABELSTUDIO_VENV)
+	$(LABELSTUDIO_VENV)/bin/python -m pip --disable-pip-version-check install --quiet "$(LABELSTUDIO)"
+	touch $@
+
+labelstudio: $(LABELSTUDIO_VENV)/.installed
+
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/aidx demo
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(LABELSTUDIO_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
 

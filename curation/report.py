@@ -5,7 +5,9 @@ per step with the reasons, text lengths, languages, PII found, duplicate cluster
 cells, repeated rows, file integrity) and scores the six dimensions of GB/T 36344-2018
 (normativity, completeness, accuracy, consistency, timeliness, accessibility) from them, each in
 [0, 1] or ``None`` when nothing measured it. ``docs/quality-report.md`` gives every formula.
-Accuracy needs human review: without a review summary it is ``None``, never a guess.
+Accuracy needs human review: without a review summary it is ``None``, never a guess;
+:func:`apply_review` recomputes a stored version report once a review round is decided
+(``curation/review.py``).
 
 :func:`write_quality_report` writes ``report.json``, ``report.md`` and a standalone
 ``report.html`` (plots inlined), with the plots as PNGs under ``plots/``.
@@ -238,13 +240,7 @@ def _score(
     cells = facts["cells"]
     scores["completeness"] = _unit(1 - facts["missing_cells"] / cells) if cells else None
     notes["completeness"] = f"{facts['missing_cells']} of {cells} data cells missing or blank"
-    pass_rate = (review or {}).get("pass_rate")
-    scores["accuracy"] = _unit(float(pass_rate)) if pass_rate is not None else None
-    notes["accuracy"] = (
-        f"human review pass rate on a sample of {review.get('sample_size')}"
-        if review is not None and pass_rate is not None
-        else "no human review yet; accuracy is not scored until a sample is reviewed"
-    )
+    scores["accuracy"], notes["accuracy"] = accuracy_score(review)
     rows = result.num_rows
     repeated = facts["rows_with_repeated_content"]
     scores["consistency"] = _unit(1 - repeated / rows) if rows else None
@@ -262,6 +258,67 @@ def _score(
         f"{facts['files_verified']} of {files} Parquet files re-read with their recorded SHA-256"
     )
     return scores, notes
+
+
+def accuracy_score(review: Mapping[str, Any] | None) -> tuple[float | None, str]:
+    """The accuracy dimension and its note: the pass rate human review measured, else ``None``."""
+    pass_rate = (review or {}).get("pass_rate")
+    if review is None or pass_rate is None:
+        return None, "no human review yet; accuracy is not scored until a sample is reviewed"
+    note = f"human review pass rate {float(pass_rate):.3f}"
+    interval = review.get("pass_rate_interval")
+    if interval:
+        note += f" (Wilson 95% interval {interval[0]:.3f} to {interval[1]:.3f})"
+    annotated = review.get("annotated_tasks")
+    if annotated is not None:
+        note += f" over {annotated} reviewed rows"
+    note += f" of a sample of {review.get('sample_size')}"
+    if review.get("agreement") is not None:
+        note += f"; {review.get('agreement_metric')} {float(review['agreement']):.3f}"
+    if review.get("reviewers"):
+        note += f" between {review['reviewers']} reviewers"
+    if review.get("round_id"):
+        note += f"; review round {review['round_id']}"
+        if review.get("decision"):
+            note += f" {review['decision']}"
+    return _unit(float(pass_rate)), note
+
+
+def apply_review(report: Mapping[str, Any], review: Mapping[str, Any]) -> dict[str, Any]:
+    """A version's stored report recomputed with a human review: a new dict, ``report`` is kept.
+
+    ``report`` is a version's ``report`` JSON (the run's report, its quality report under
+    ``quality`` and the non-null scores under ``quality_scores``). The review goes to
+    ``quality.review``, the accuracy score and note are recomputed from it, the non-null scores
+    are copied up to ``quality_scores`` again, and ``review`` holds the summary the dataset card
+    shows (:class:`~dataset_cards.schema.ReviewSummary`'s fields). Every other score stays as
+    curation measured it.
+    """
+    updated: dict[str, Any] = json.loads(json.dumps(report))
+    quality = updated.get("quality")
+    if not isinstance(quality, dict) or "quality_scores" not in quality:
+        raise ValueError("the report has no quality report to add a review to")
+    quality["review"] = json.loads(json.dumps(dict(review)))
+    score, note = accuracy_score(review)
+    quality["quality_scores"]["accuracy"] = score
+    quality.setdefault("score_notes", {})["accuracy"] = note
+    updated["quality_scores"] = {
+        name: value for name, value in quality["quality_scores"].items() if value is not None
+    }
+    summary = {key: review.get(key) for key in _CARD_REVIEW_FIELDS if review.get(key) is not None}
+    updated["review"] = {"tool": "Label Studio", **summary}
+    return updated
+
+
+# The fields of the dataset card's review summary (dataset_cards.schema.ReviewSummary).
+_CARD_REVIEW_FIELDS = (
+    "sample_size",
+    "reviewers",
+    "pass_rate",
+    "agreement",
+    "agreement_metric",
+    "tool",
+)
 
 
 def _unit(value: float) -> float:

@@ -18,7 +18,7 @@ from infra.storage import ObjectStore, get_object_store
 from marketplace.client import AidxClient
 from tests.fixtures.services import free_port, redis_namespace, temporary_database
 
-pytest_plugins = ["tests.fixtures.services", "tests.fixtures.s3"]
+pytest_plugins = ["tests.fixtures.services", "tests.fixtures.s3", "tests.fixtures.labelstudio"]
 
 FIXTURES = Path(__file__).parent / "fixtures" / "data"
 BACKENDS = ("embedded", "services")
