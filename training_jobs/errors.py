@@ -8,7 +8,9 @@ The hierarchy::
     │   └── UnknownModelError      the base model is not in the platform's registry
     ├── ModelRegistryError         a directory cannot be registered, or the registry is unreadable
     ├── ReleaseCheckError          the release checks cannot be run on what they were given
-    └── JobCancelled               the job was asked to stop between two steps
+    ├── JobCancelled               the job was asked to stop between two steps
+    ├── JobPaused                  the job was asked to pause between two steps
+    └── TimeLimitExceeded          the job ran past its soft time limit
 
 Training data is licensed: messages name row indices, field names and types, never the content
 of a row, so nothing leaks through logs, job records or API error bodies.
@@ -56,3 +58,21 @@ class JobCancelled(TrainingError):
         super().__init__(f"training cancelled after step {step}{where}")
         self.step = step
         self.checkpoint_dir = checkpoint_dir
+
+
+class JobPaused(TrainingError):
+    """The job was paused between two steps; `checkpoint_dir` holds what resuming needs."""
+
+    def __init__(self, *, step: int, checkpoint_dir: Path | None) -> None:
+        where = f", saved to {checkpoint_dir}" if checkpoint_dir is not None else ""
+        super().__init__(f"training paused after step {step}{where}")
+        self.step = step
+        self.checkpoint_dir = checkpoint_dir
+
+
+class TimeLimitExceeded(TrainingError):
+    """The job ran longer than its soft time limit (seconds of training, over all attempts)."""
+
+    def __init__(self, *, limit_seconds: float) -> None:
+        super().__init__(f"the job ran past its time limit of {limit_seconds:g} s")
+        self.limit_seconds = limit_seconds

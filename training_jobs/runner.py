@@ -6,14 +6,22 @@ model (safetensors) and tokenizer. Two recipes: ``full`` trains every weight and
 (with peft) and saves only the adapter. Recipes are platform code: `recipe_hash` pins them, and a
 job records it; buyers send `TrainingParams`, never code. It reports through `on_event` with
 small JSON-able dicts that never hold row text, and stops cooperatively between steps when
-`should_stop` says so.
+`should_stop` (cancel) or `should_pause` (pause) says so.
+
+A checkpoint is the model as `train` saves it plus the trainer's state: the optimizer's moments
+and the RNG states in ``trainer_state.safetensors``; the step, the scheduler, the Python and
+NumPy RNG states, the data position and the counters in ``trainer_state.json``. No pickle: a
+checkpoint read back from the object store cannot run code. `train(resume_from=...)` continues
+from one exactly where it stopped: the same batches, learning rates and random draws follow.
 Torch and transformers are imported inside the functions that use them, so importing this module
 (for `TrainingParams`, say) stays cheap.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 import os
 import random
@@ -30,6 +38,7 @@ from training_jobs.errors import (
     InvalidParametersError,
     InvalidTrainingDataError,
     JobCancelled,
+    JobPaused,
     TrainingError,
 )
 from training_jobs.formatting import CHAT_TEMPLATE, END_TOKEN, rows_to_chats
@@ -54,6 +63,8 @@ _MAX_PROGRESS_INTERVAL = 50
 _MIN_LR_FRACTION = 0.1
 _MAX_GRAD_NORM = 1.0
 ADAPTER_FILE = "adapter_model.safetensors"
+TRAINER_STATE_FILE = "trainer_state.json"
+TRAINER_TENSORS_FILE = "trainer_state.safetensors"
 _RECIPE_MODULES = ("formatting.py", "runner.py", "tokenization.py")
 """The sources that decide what training does to a model; `recipe_hash` covers them."""
 
@@ -177,12 +188,20 @@ def train(
     output_dir: Path,
     on_event: Callable[[Event], None] = _ignore_event,
     should_stop: Callable[[], bool] = _never_stop,
+    should_pause: Callable[[], bool] = _never_stop,
+    on_checkpoint: Callable[[Path, int, dict[str, Any]], None] | None = None,
+    resume_from: Path | None = None,
 ) -> TrainingResult:
     """Fine-tune `params.base_model` on `table` and save the model and tokenizer in `output_dir`.
 
+    Every `params.checkpoint_every` steps a checkpoint is saved under `output_dir` and handed to
+    `on_checkpoint(directory, step, metrics)` before the ``checkpoint`` event. `resume_from`, a
+    checkpoint directory of the same job, continues from its step.
+
     Raises `InvalidTrainingDataError` for rows that cannot be trained on,
-    `InvalidParametersError` for a missing base model, and `JobCancelled` (after saving a
-    checkpoint) when `should_stop()` turns true between two steps.
+    `InvalidParametersError` for a missing base model or a checkpoint of other parameters,
+    `JobCancelled` (after saving a checkpoint) when `should_stop()` turns true between two steps
+    and `JobPaused` (likewise) when `should_pause()` does.
     """
     import torch
 
@@ -207,19 +226,6 @@ def train(
     model.to(device)  # type: ignore[arg-type]  # transformers wraps Module.to untyped
     model.train()
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    on_event(
-        {
-            "type": "started",
-            "num_rows": len(chats),
-            "skipped_rows": len(chats) - len(examples),
-            "num_tokens": sum(len(example.input_ids) for example in examples),
-            "device": device.type,
-            "parameters": sum(parameter.numel() for parameter in model.parameters()),
-            "trainable_parameters": sum(parameter.numel() for parameter in trainable),
-            "method": params.method,
-        }
-    )
-
     optimizer = torch.optim.AdamW(trainable, lr=params.learning_rate)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda index: _learning_rate_factor(index + 1, params)
@@ -228,19 +234,47 @@ def train(
     pad_id = int(tokenizer.pad_token_id)
     progress_every = max(1, min(_MAX_PROGRESS_INTERVAL, params.max_steps // 10))
 
-    first_loss = math.nan
+    progress = _Progress()
+    if resume_from is not None:
+        progress = _restore_checkpoint(resume_from, model, optimizer, scheduler, params)
+        for _ in range(progress.step):  # the data position: the batches already trained on
+            next(batches)
+    started = {
+        "num_rows": len(chats),
+        "skipped_rows": len(chats) - len(examples),
+        "num_tokens": sum(len(example.input_ids) for example in examples),
+        "device": device.type,
+        "parameters": sum(parameter.numel() for parameter in model.parameters()),
+        "trainable_parameters": sum(parameter.numel() for parameter in trainable),
+        "method": params.method,
+    }
+    if resume_from is None:
+        on_event({"type": "started", **started})
+    else:
+        on_event({"type": "resumed", "step": progress.step, **started})
+
+    def save_checkpoint(step: int, metrics: dict[str, Any]) -> Path:
+        directory = checkpoint_dir(output_dir, step)
+        _save(model, tokenizer, directory)
+        _save_trainer_state(directory, optimizer, scheduler, params, progress, step)
+        if on_checkpoint is not None:
+            on_checkpoint(directory, step, metrics)
+        return directory
+
     loss_value = math.nan
-    trained_tokens = 0
     window_losses: list[float] = []
     window_tokens = 0
     window_started = time.perf_counter()
-    for step in range(1, params.max_steps + 1):
-        if should_stop():
+    for step in range(progress.step + 1, params.max_steps + 1):
+        stop, pause = should_stop(), should_pause()
+        if stop or pause:
+            done = step - 1
             saved = None
-            if step > 1:
-                saved = checkpoint_dir(output_dir, step - 1)
-                _save(model, tokenizer, saved)
-            raise JobCancelled(step=step - 1, checkpoint_dir=saved)
+            if done > 0:
+                saved = save_checkpoint(done, _checkpoint_metrics(progress, loss_value))
+            if stop:
+                raise JobCancelled(step=done, checkpoint_dir=saved)
+            raise JobPaused(step=done, checkpoint_dir=saved)
 
         input_ids, attention_mask, labels = _collate(next(batches), pad_id=pad_id)
         batch_tokens = int(attention_mask.sum())
@@ -259,8 +293,9 @@ def train(
 
         loss_value = float(loss.item())
         if step == 1:
-            first_loss = loss_value
-        trained_tokens += batch_tokens
+            progress.first_loss = loss_value
+        progress.step = step
+        progress.trained_tokens += batch_tokens
         window_losses.append(loss_value)
         window_tokens += batch_tokens
         if step % progress_every == 0 or step == params.max_steps:
@@ -273,6 +308,7 @@ def train(
                     "loss": round(sum(window_losses) / len(window_losses), 4),
                     "tokens_per_second": round(window_tokens / elapsed, 1),
                     "progress": round(step / params.max_steps, 4),
+                    "trained_tokens": progress.trained_tokens,
                 }
             )
             window_losses, window_tokens, window_started = [], 0, time.perf_counter()
@@ -281,8 +317,9 @@ def train(
             and step % params.checkpoint_every == 0
             and (step < params.max_steps)
         ):
-            _save(model, tokenizer, checkpoint_dir(output_dir, step))
-            on_event({"type": "checkpoint", "step": step})
+            metrics = _checkpoint_metrics(progress, loss_value)
+            save_checkpoint(step, metrics)
+            on_event({"type": "checkpoint", "step": step, "metrics": metrics})
 
     files = _save(model, tokenizer, output_dir)
     seconds = time.perf_counter() - started_at
@@ -290,16 +327,16 @@ def train(
         {
             "type": "completed",
             "final_loss": round(loss_value, 4),
-            "trained_tokens": trained_tokens,
+            "trained_tokens": progress.trained_tokens,
             "steps": params.max_steps,
             "seconds": round(seconds, 2),
         }
     )
     return TrainingResult(
         final_loss=loss_value,
-        first_loss=first_loss,
+        first_loss=progress.first_loss,
         steps=params.max_steps,
-        trained_tokens=trained_tokens,
+        trained_tokens=progress.trained_tokens,
         files=files,
         device=device.type,
         seconds=seconds,
@@ -367,6 +404,28 @@ def load_base_model(
         tokenizer.eos_token_id,
     ]
     return model, tokenizer
+
+
+def load_base_tokenizer(base_model: TinyModelSpec | str) -> PreTrainedTokenizerBase:
+    """The tokenizer `load_base_model` gives, without loading the model's weights.
+
+    Loaded once per directory in a worker process (loading a tokenizer takes about a second,
+    on the path from submission to running); callers only encode with it.
+    """
+    if isinstance(base_model, TinyModelSpec):
+        return build_byte_tokenizer()
+    path = Path(base_model)
+    if not path.is_dir():
+        raise InvalidParametersError(f"base model directory {base_model!r} does not exist")
+    return _base_tokenizer(str(path.resolve()))
+
+
+@functools.lru_cache(maxsize=4)
+def _base_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    tokenizer = load_tokenizer(path)
+    ensure_chat_tokens(tokenizer)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
 
 
 def load_trained_model(
@@ -503,3 +562,167 @@ def _save(
     ):
         raise TrainingError(f"the model saved in {directory} is not in safetensors")
     return sorted(path for path in directory.iterdir() if path.is_file())
+
+
+@dataclass
+class _Progress:
+    """Where training stands: restored from a checkpoint, so a resumed job counts on."""
+
+    step: int = 0
+    trained_tokens: int = 0
+    first_loss: float = math.nan
+
+
+def _checkpoint_metrics(progress: _Progress, loss: float) -> dict[str, Any]:
+    return {
+        "step": progress.step,
+        "train_loss": None if math.isnan(loss) else round(loss, 6),
+        "trained_tokens": progress.trained_tokens,
+    }
+
+
+def _params_fingerprint(params: TrainingParams) -> str:
+    """What must not change between a checkpoint and its resumption (the seed included)."""
+    return hashlib.sha256(params.model_dump_json().encode()).hexdigest()
+
+
+def _save_trainer_state(
+    directory: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    params: TrainingParams,
+    progress: _Progress,
+    step: int,
+) -> None:
+    """The optimizer's tensors and RNG states as safetensors, the rest as JSON (no pickle)."""
+    import numpy
+    import torch
+    from safetensors.torch import save_file
+
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state()}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in state["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    if torch.cuda.is_available():
+        for device, rng in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{device}"] = rng
+    save_file(tensors, str(directory / TRAINER_TENSORS_FILE))
+    numpy_state: Any = numpy.random.get_state()
+    document = {
+        "step": step,
+        "trained_tokens": progress.trained_tokens,
+        "first_loss": None if math.isnan(progress.first_loss) else progress.first_loss,
+        "data_position": {"batches_consumed": step},
+        "params_fingerprint": _params_fingerprint(params),
+        "recipe_hash": recipe_hash(),
+        "optimizer_param_groups": state["param_groups"],
+        "optimizer_scalars": scalars,
+        "scheduler": {
+            key: value for key, value in scheduler.state_dict().items() if key != "lr_lambdas"
+        },
+        "rng_python": _jsonable(random.getstate()),
+        "rng_numpy": [
+            numpy_state[0],
+            [int(value) for value in numpy_state[1]],
+            *(_jsonable(value) for value in numpy_state[2:]),
+        ],
+    }
+    (directory / TRAINER_STATE_FILE).write_text(json.dumps(document))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(item) for item in value]
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return value
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(item) for item in value) if isinstance(value, list) else value
+
+
+def _restore_checkpoint(
+    directory: Path,
+    model: PreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    params: TrainingParams,
+) -> _Progress:
+    """Load weights, optimizer, scheduler and RNG states saved by `_save_trainer_state`."""
+    import numpy
+    import torch
+    from safetensors.torch import load_file
+
+    state_path = directory / TRAINER_STATE_FILE
+    if not state_path.is_file() or not (directory / TRAINER_TENSORS_FILE).is_file():
+        raise InvalidParametersError(f"{directory} is not a checkpoint with trainer state")
+    document = json.loads(state_path.read_text())
+    if document["params_fingerprint"] != _params_fingerprint(params):
+        raise InvalidParametersError(
+            f"the checkpoint at step {document['step']} was taken with other training parameters"
+        )
+    _load_weights(directory, model)
+    tensors = load_file(str(directory / TRAINER_TENSORS_FILE))
+    optimizer_state: dict[int, dict[str, Any]] = {}
+    for key, tensor in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            optimizer_state.setdefault(int(index), {})[name] = tensor
+    for index, values in document["optimizer_scalars"].items():
+        optimizer_state.setdefault(int(index), {}).update(values)
+    optimizer.load_state_dict(
+        {"state": optimizer_state, "param_groups": document["optimizer_param_groups"]}
+    )
+    scheduler.load_state_dict({**document["scheduler"], "lr_lambdas": [None]})
+    random.setstate(_tuples(document["rng_python"]))
+    kind, keys, *rest = document["rng_numpy"]
+    numpy.random.set_state((kind, numpy.array(keys, dtype=numpy.uint32), *rest))
+    torch.set_rng_state(tensors["rng.torch"])
+    if torch.cuda.is_available():
+        cuda_states = [tensors[key] for key in sorted(tensors) if key.startswith("rng.cuda.")]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+    first_loss = document["first_loss"]
+    return _Progress(
+        step=int(document["step"]),
+        trained_tokens=int(document["trained_tokens"]),
+        first_loss=math.nan if first_loss is None else float(first_loss),
+    )
+
+
+def _load_weights(directory: Path, model: PreTrainedModel) -> None:
+    """Put the weights a checkpoint saved into `model` (built as `train` builds it)."""
+    from safetensors.torch import load_file
+
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+
+        if not (directory / ADAPTER_FILE).is_file():
+            raise InvalidParametersError(f"{directory} holds no LoRA adapter")
+        result: Any = set_peft_model_state_dict(model, load_file(str(directory / ADAPTER_FILE)))
+        if result.unexpected_keys:
+            raise InvalidParametersError(
+                f"the checkpoint's adapter does not fit the model: {result.unexpected_keys[:3]}"
+            )
+        return
+    files = sorted(directory.glob("model*.safetensors"))
+    if not files:
+        raise InvalidParametersError(f"{directory} holds no model weights")
+    weights: dict[str, torch.Tensor] = {}
+    for path in files:
+        weights.update(load_file(str(path)))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    if unexpected or set(missing) - tied:
+        raise InvalidParametersError(
+            f"the checkpoint's weights do not fit the model "
+            f"(missing {sorted(set(missing) - tied)[:3]}, unexpected {sorted(unexpected)[:3]})"
+        )
+    if tied:
+        model.tie_weights()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -53,8 +56,21 @@ def client_for(exchange: Exchange, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{exchange.base_url}/v1", api_key=key, max_retries=0)
 
 
+FINAL = ("succeeded", "quarantined", "failed", "cancelled")
+
+
+def wait_until(client: openai.OpenAI, job_id: str, statuses: tuple[str, ...]) -> Any:
+    deadline = time.monotonic() + 900
+    job = client.fine_tuning.jobs.retrieve(job_id)
+    while job.status not in statuses:
+        assert time.monotonic() < deadline, job.status
+        time.sleep(0.3)
+        job = client.fine_tuning.jobs.retrieve(job_id)
+    return job
+
+
 def test_create_retrieve_list_and_follow_events_with_the_openai_client(
-    exchange: Exchange, licensed: dict[str, Any]
+    exchange: Exchange, licensed: dict[str, Any], tmp_path: Path
 ) -> None:
     with client_for(exchange, licensed["buyer_key"]) as client:
         job = client.fine_tuning.jobs.create(
@@ -62,27 +78,122 @@ def test_create_retrieve_list_and_follow_events_with_the_openai_client(
             training_file=licensed["version"],
             method={
                 "type": "supervised",
-                "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 8}},
+                "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 16}},
             },
             seed=7,
+            suffix="math-v1",
+            metadata={"team": "reasoning", "ticket": "FT-12"},
         )
-        assert job.object == "fine_tuning.job" and job.status == "queued"
+        assert job.object == "fine_tuning.job" and job.status == "validating_files"
         assert job.training_file == licensed["version"] and job.seed == 7
-        deadline = time.monotonic() + 300
-        while job.status not in ("succeeded", "quarantined", "failed", "cancelled"):
-            assert time.monotonic() < deadline, job.status
-            time.sleep(0.5)
-            job = client.fine_tuning.jobs.retrieve(job.id)
+        assert job.metadata == {"team": "reasoning", "ticket": "FT-12"}
+        job = wait_until(client, job.id, FINAL)
         assert job.status == "succeeded", job.error
-        assert job.fine_tuned_model == f"ft:aidx-tiny:aidx:{job.id}"
+        assert job.fine_tuned_model == f"ft:aidx-tiny:aidx:math-v1:{job.id}"
         assert job.trained_tokens and job.trained_tokens > 0
+        report = job.model_extra["validation_report"]
+        assert report["passed"] and report["format"] == "question_answer"
+        assert report["rows"] == report["valid_rows"] > 0
+        assert report["tokens"]["trainable"] > 0
         listed = client.fine_tuning.jobs.list(limit=10)
         assert job.id in [item.id for item in listed.data]
         events = client.fine_tuning.jobs.list_events(job.id, limit=100).data
         kinds = {event.type for event in events}
         assert kinds == {"metrics", "message"}
         assert events[0].message == "Release gate: release"  # newest first
-        assert client.fine_tuning.jobs.checkpoints.list(job.id).data == []
+        # Two epochs: a checkpoint at the end of the first, in the object store.
+        checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+        assert [c.object for c in checkpoints] == ["fine_tuning.job.checkpoint"]
+        assert checkpoints[0].step_number == -(-report["rows"] // 16)  # one epoch of steps
+        assert checkpoints[0].fine_tuned_model_checkpoint.endswith(
+            f":ckpt-step-{checkpoints[0].step_number}"
+        )
+        assert checkpoints[0].metrics.train_loss is not None
+
+    # The signed model card: through the API and offline with the exchange's public key.
+    with exchange.client(licensed["buyer_key"]) as buyer:
+        card = buyer.request("GET", f"/v1/training-jobs/{job.id}/model-card")
+        payload = card["payload"]
+        assert payload["fine_tuned_model"] == job.fine_tuned_model
+        assert payload["datasets"][0]["version_id"] == licensed["version"]
+        assert payload["datasets"][0]["filing_number"].startswith("AIDX-")
+        assert payload["hyperparameters"]["seed"] == 7
+        assert payload["release_gate"]["decision"] == "release"
+        verified = buyer.request("POST", "/v1/model-cards/verify", json=card)
+        assert verified["valid"] is True, verified
+        forged = {**card, "payload": {**payload, "recipe_hash": "0" * 64}}
+        assert buyer.request("POST", "/v1/model-cards/verify", json=forged)["valid"] is False
+        public_pem = buyer.request("GET", "/v1/exchange/signing-key")
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    pem = public_pem["public_key_pem"] if isinstance(public_pem, dict) else public_pem
+    (tmp_path / "exchange.pem").write_text(pem)
+    ok = aidx("model-card", "verify", str(tmp_path / "model_card.json"),
+              "--public-key", str(tmp_path / "exchange.pem"))  # fmt: skip
+    assert ok.returncode == 0 and "valid" in ok.stdout, ok.stderr
+    bad = aidx("model-card", "verify", str(tmp_path / "forged.json"),
+               "--public-key", str(tmp_path / "exchange.pem"))  # fmt: skip
+    assert bad.returncode == 1 and "INVALID" in bad.stderr
+
+
+def aidx(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "infra.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_pause_resume_and_cancel_with_the_openai_client(
+    exchange: Exchange, licensed: dict[str, Any]
+) -> None:
+    with client_for(exchange, licensed["buyer_key"]) as client:
+        job = client.fine_tuning.jobs.create(
+            model="aidx-tiny",
+            training_file=licensed["version"],
+            method={"type": "supervised",
+                    "supervised": {"hyperparameters": {"n_epochs": 40, "batch_size": 4}}},
+        )  # fmt: skip
+        deadline = time.monotonic() + 600
+        while not client.fine_tuning.jobs.checkpoints.list(job.id).data:  # an epoch is done
+            assert time.monotonic() < deadline
+            assert client.fine_tuning.jobs.retrieve(job.id).status not in FINAL
+            time.sleep(0.3)
+        client.fine_tuning.jobs.pause(job.id)
+        paused = wait_until(client, job.id, ("paused", *FINAL))
+        assert paused.status == "paused"
+        with pytest.raises(openai.ConflictError) as again:
+            client.fine_tuning.jobs.pause(job.id)
+        assert again.value.code == "invalid_state"
+        checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
+        paused_at = checkpoints[0].step_number
+        events = client.fine_tuning.jobs.list_events(job.id, limit=200).data
+        assert any(event.message == f"Training paused after step {paused_at}" for event in events)
+
+        resumed = client.fine_tuning.jobs.resume(job.id)
+        assert resumed.status == "queued"
+        wait_until(client, job.id, ("running", *FINAL))
+        events = client.fine_tuning.jobs.list_events(job.id, limit=500).data
+        deadline = time.monotonic() + 120
+        while not any(e.message == f"Training resumed from step {paused_at}" for e in events):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+            events = client.fine_tuning.jobs.list_events(job.id, limit=500).data
+        messages = [event.message for event in events]  # newest first
+        assert messages.index(f"Training resumed from step {paused_at}") < messages.index(
+            f"Training paused after step {paused_at}"
+        )
+        assert not any(
+            message == "Training started"
+            for message in messages[: messages.index(f"Training paused after step {paused_at}")]
+        )  # continued, not restarted
+
+        cancelled = client.fine_tuning.jobs.cancel(job.id)
+        assert cancelled.status in ("cancelling", "cancelled")
+        assert wait_until(client, job.id, FINAL).status == "cancelled"
+        with pytest.raises(openai.ConflictError) as twice:
+            client.fine_tuning.jobs.cancel(job.id)
+        assert twice.value.code == "already_cancelled"
+        with pytest.raises(openai.ConflictError):
+            client.fine_tuning.jobs.resume(job.id)
 
 
 def test_the_openai_client_sees_clear_errors(exchange: Exchange, licensed: dict[str, Any]) -> None:
@@ -90,10 +201,15 @@ def test_the_openai_client_sees_clear_errors(exchange: Exchange, licensed: dict[
         with pytest.raises(openai.PermissionDeniedError) as refused:
             client.fine_tuning.jobs.create(model="aidx-tiny", training_file=licensed["version"])
         assert "training entitlement" in str(refused.value)
+        assert (refused.value.code, refused.value.param) == (
+            "no_training_entitlement", "training_file",
+        )  # fmt: skip
     with client_for(exchange, licensed["buyer_key"]) as client:
+        before = len(client.fine_tuning.jobs.list(limit=100).data)
         with pytest.raises(openai.UnprocessableEntityError) as unknown:
             client.fine_tuning.jobs.create(model="gpt-9", training_file=licensed["version"])
         assert "gpt-9" in str(unknown.value)
+        assert (unknown.value.code, unknown.value.param) == ("model_not_found", "model")
         with pytest.raises(openai.UnprocessableEntityError) as bounds:
             client.fine_tuning.jobs.create(
                 model="aidx-tiny",
@@ -102,6 +218,31 @@ def test_the_openai_client_sees_clear_errors(exchange: Exchange, licensed: dict[
                         "supervised": {"hyperparameters": {"batch_size": 100_000}}},
             )  # fmt: skip
         assert "batch_size" in str(bounds.value)
+        assert bounds.value.param == "method.supervised.hyperparameters.batch_size"
+        assert bounds.value.code == "invalid_hyperparameter"
+        with pytest.raises(openai.UnprocessableEntityError) as missing:
+            client.fine_tuning.jobs.create(model="aidx-tiny", training_file="dv_missing")
+        assert missing.value.param == "training_file"
+        for suffix in ("Has Spaces", "x" * 65):
+            with pytest.raises(openai.UnprocessableEntityError) as bad_suffix:
+                client.fine_tuning.jobs.create(
+                    model="aidx-tiny", training_file=licensed["version"], suffix=suffix
+                )
+            assert (bad_suffix.value.code, bad_suffix.value.param) == ("invalid_suffix", "suffix")
+        for metadata, param in (
+            ({f"k{index}": "v" for index in range(17)}, "metadata"),
+            ({"k" * 65: "v"}, "metadata"),
+            ({"note": "v" * 513}, "metadata.note"),
+        ):
+            with pytest.raises(openai.UnprocessableEntityError) as bad_metadata:
+                client.fine_tuning.jobs.create(
+                    model="aidx-tiny", training_file=licensed["version"], metadata=metadata
+                )
+            assert (bad_metadata.value.code, bad_metadata.value.param) == (
+                "invalid_metadata", param,
+            )  # fmt: skip
+        # No refused request left a job behind.
+        assert len(client.fine_tuning.jobs.list(limit=100).data) == before
         with pytest.raises(openai.NotFoundError):
             client.fine_tuning.jobs.retrieve("ftjob_missing")
     with (

@@ -80,6 +80,7 @@ def test_events_arrive_in_order_with_their_keys(default_run: Run) -> None:
             "loss",
             "tokens_per_second",
             "progress",
+            "trained_tokens",
         }
         assert event["max_steps"] == 30
         assert event["progress"] == round(event["step"] / 30, 4)
@@ -200,8 +201,10 @@ def test_checkpoints_are_saved_every_n_steps(gsm8k: pa.Table, tmp_path: Path) ->
 
     train(table=gsm8k.slice(0, 16), params=params, output_dir=tmp_path, on_event=events.append)
 
-    assert [e for e in events if e["type"] == "checkpoint"] == [{"type": "checkpoint", "step": 2}]
+    checkpoints = [e for e in events if e["type"] == "checkpoint"]
+    assert [(e["step"], e["metrics"]["step"]) for e in checkpoints] == [(2, 2)]
     assert (checkpoint_dir(tmp_path, 2) / "model.safetensors").is_file()
+    assert (checkpoint_dir(tmp_path, 2) / "trainer_state.safetensors").is_file()
     assert not checkpoint_dir(tmp_path, 4).exists()
 
 
@@ -223,9 +226,12 @@ def test_missing_base_model_directory_is_named(gsm8k: pa.Table, tmp_path: Path) 
 
 def test_a_table_with_nothing_to_train_on_is_refused(tmp_path: Path) -> None:
     user_only = pa.table({"messages": [[{"role": "user", "content": "hello"}]]})
+    long_prompts = pa.table({"prompt": ["x" * 400], "completion": ["y"]})
 
-    with pytest.raises(InvalidTrainingDataError, match="no row has assistant text"):
+    with pytest.raises(InvalidTrainingDataError, match="row 0: field 'messages' has no assistant"):
         train(table=user_only, params=TrainingParams(**QUICK), output_dir=tmp_path)
+    with pytest.raises(InvalidTrainingDataError, match="no row has assistant text"):
+        train(table=long_prompts, params=TrainingParams(**QUICK), output_dir=tmp_path)
     with pytest.raises(InvalidTrainingDataError, match="no rows"):
         train(table=user_only.slice(0, 0), params=TrainingParams(**QUICK), output_dir=tmp_path)
 
