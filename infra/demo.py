@@ -262,6 +262,12 @@ def _license(
     if retried["id"] != license_["id"]:
         raise DemoFailed("a retried license request created a second license")
     ids["license"], ids["entitlement"] = license_["id"], license_["entitlement"]["id"]
+    contract = buyer.request("GET", f"/v1/licenses/{license_['id']}/contract")
+    accepted = {item["party"]: item["contract_sha256"] for item in contract["acceptances"]}
+    if accepted != {"buyer": contract["sha256"], "seller": contract["sha256"]} or (
+        contract["filing_number"] != license_["contract_filing_number"]
+    ):
+        raise DemoFailed("the contract was not accepted by both parties before it was filed")
     buyer_balance = _balance(buyer, ids["buyer"])
     seller_balance = _balance(contributor, ids["contributor"])
     fee = PRICE * FEE_BPS // 10_000

@@ -1,10 +1,11 @@
 """Settlement: a double-entry ledger in minor units.
 
 Every movement is one ``LedgerTransaction`` whose entries sum to zero, written in the same
-database transaction as what caused it (a top-up, a purchase, a payout). Accounts: one per
-organisation and currency, the platform's fee account, and ``external`` for money entering or
-leaving the exchange (top-ups and payouts an operator records; there is no payment network).
-A purchase locks the buyer's account row, so concurrent purchases cannot overdraw it.
+database transaction as what caused it (a top-up, a purchase, a subscription's renewal, a
+payout). Accounts: one per organisation and currency, the platform's fee account, and
+``external`` for money entering or leaving the exchange (top-ups and payouts an operator
+records; there is no payment network). A purchase locks the buyer's account row, so concurrent
+purchases cannot overdraw it.
 """
 
 from __future__ import annotations
@@ -268,6 +269,52 @@ def settle_purchase(
         scope=f"purchase:{buyer_organization_id}",
         idempotency_key=license_id,
         request_hash=_request_hash(license_id),
+        reference=("license", license_id),
+    )
+
+
+def _renewal_scope(license_id: str) -> str:
+    return f"renewal:{license_id}"
+
+
+def replayed_renewal(
+    session: Session, *, license_id: str, idempotency_key: str
+) -> LedgerTransaction | None:
+    """The renewal an earlier request with this key paid, if any."""
+    return _replayed(
+        session, _renewal_scope(license_id), idempotency_key, _request_hash("renewal", license_id)
+    )
+
+
+def settle_renewal(
+    session: Session,
+    *,
+    buyer_organization_id: str,
+    license_id: str,
+    idempotency_key: str,
+    price: int,
+    currency: str,
+    contributions: dict[str, int],
+    fee_bps: int,
+) -> LedgerTransaction:
+    """Charge one more subscription period, once per idempotency key (caller commits)."""
+    _check_key(idempotency_key)
+    buyer = _funded_account(
+        session,
+        organization_id=buyer_organization_id,
+        amount=price,
+        currency=currency,
+        what=f"the next period costs {price} {currency}",
+    )
+    entries = [(buyer, -price), *_revenue(session, price, currency, contributions, fee_bps)]
+    return _post(
+        session,
+        kind="renewal",
+        currency=currency,
+        entries=entries,
+        scope=_renewal_scope(license_id),
+        idempotency_key=idempotency_key,
+        request_hash=_request_hash("renewal", license_id),
         reference=("license", license_id),
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import subprocess
@@ -228,6 +229,43 @@ def test_the_audit_chain_verifies_and_names_the_first_altered_event(
         assert auditor.request("GET", "/v1/audit/verify")["intact"] is True
 
 
+def test_auditors_read_the_trail_and_every_filed_contract(
+    exchange: Exchange, market: dict[str, Any]
+) -> None:
+    buyer_id, buyer_key = new_buyer(exchange, market, funds=10_000)
+    response = buy(exchange, buyer_key, market["listing"], uuid.uuid4().hex)
+    assert response.status_code == 201, response.text
+    license_id = response.json()["id"]
+    with exchange.client(market["auditor_key"]) as auditor:
+        # A third party that is neither buyer nor seller reads the deal's documents.
+        contract = auditor.request("GET", f"/v1/licenses/{license_id}/contract")
+        certificate = auditor.request("GET", f"/v1/licenses/{license_id}/certificate")
+        # The whole trail, page by page: each event links to the one before it.
+        events: list[dict[str, Any]] = []
+        while True:
+            after = events[-1]["seq"] if events else 0
+            page = auditor.request("GET", f"/v1/audit/events?after_seq={after}&limit=7")
+            if not page:
+                break
+            events += page
+        chain = auditor.request("GET", "/v1/audit/verify")
+        mine = auditor.request(
+            "GET", f"/v1/audit/events?object_type=license&object_id={license_id}"
+        )
+    assert contract["sha256"] == certificate["payload"]["contract"]["sha256"]
+    assert [event["seq"] for event in events] == list(range(1, chain["events"] + 1))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(events))
+    assert events[-1]["hash"] == chain["head_hash"]
+    assert [event["action"] for event in mine] == ["license.concluded"]
+    assert mine[0]["actor_organization_id"] == buyer_id
+    with httpx.Client(
+        base_url=exchange.base_url, headers={"Authorization": f"Bearer {buyer_key}"}, timeout=60
+    ) as buyer:
+        refused = buyer.get("/v1/audit/events")
+        assert refused.status_code == 403 and "auditors" in refused.json()["error"]["message"]
+        assert buyer.get("/v1/audit/events?limit=0").status_code in (403, 422)
+
+
 def _json(value: Any) -> str:
     return json.dumps(value)
 
@@ -250,7 +288,14 @@ def test_a_license_files_a_bilingual_contract_that_the_certificate_names(
     assert number == first["contract_filing_number"]
     prefix, sequence = number.rsplit("-", 1)
     assert later["filing_number"] == f"{prefix}-{int(sequence) + 1:06d}"  # sequential, unique
-    assert number in contract["text_en"] and f"合同备案号：{number}" in contract["text_zh"]
+    # The parties accept the text before the number exists; the certificate binds the two.
+    assert number not in contract["text_en"] and number not in contract["text_zh"]
+    assert "assigns this contract's filing number when it files it" in contract["text_en"]
+    assert "合同备案号由交易所" in contract["text_zh"]
+    acceptances = {item["party"]: item for item in contract["acceptances"]}
+    assert acceptances["buyer"]["basis"] == "purchase"
+    assert acceptances["seller"]["basis"] == "standing_offer"
+    assert {item["contract_sha256"] for item in acceptances.values()} == {contract["sha256"]}
     assert buyer_id in contract["text_en"] and buyer_id in contract["text_zh"]
     assert "research, commercial, training, evaluation" in contract["text_en"]
     document = {key: contract[key] for key in ("template", "template_sha256", "parameters")}
@@ -259,7 +304,7 @@ def test_a_license_files_a_bilingual_contract_that_the_certificate_names(
     assert hashlib.sha256(canonical.encode()).hexdigest() == contract["sha256"]
     assert certificate["payload"]["contract"] == {
         "contract_id": contract["id"],
-        "template": "aidx-ai-training-v1",
+        "template": "aidx-ai-training-v2",
         "sha256": contract["sha256"],
         "filing_number": number,
     }
@@ -342,12 +387,13 @@ def test_review_records_the_checklist_and_delisting_stops_new_sales_only(
     with exchange.client(market["operator_key"]) as operator:
         reviewed = operator.review_listing(listing["id"], "approve")
     checks = {check["check"]: check["passed"] for check in reviewed["checklist"]}
-    assert checks == {
+    expected = {
         "card_lint_clean": True,
         "lawful_source_statement": True,
         "pii_redacted": None,  # the default recipe has no PII scan: recorded, not invented
         "quality_score": None,
     }
+    assert {name: checks.get(name, "missing") for name in expected} == expected
     _, buyer_key = new_buyer(exchange, market, funds=0)
     bought = buy(exchange, buyer_key, listing["id"], uuid.uuid4().hex)
     assert bought.status_code == 201
