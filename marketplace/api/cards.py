@@ -60,7 +60,7 @@ def update_card(
     version = get_visible_version(session, actor=principal, version_id=version_id)
     dataset = session.get(Dataset, version.dataset_id)
     assert dataset is not None
-    reviewer = bool(principal.roles.intersection({"operator", "auditor"}))
+    reviewer = principal.is_operator  # auditors and regulators only read (docs/access.md)
     if dataset.organization_id != principal.organization_id and not reviewer:
         raise NotFoundError("dataset version", version_id)
     revision = catalog.revise_card(

@@ -1,4 +1,9 @@
-"""Dependencies of the routes, as named aliases: the session, the caller, the store, the key."""
+"""Dependencies of the routes, as named aliases: the session, the caller, the store, the key.
+
+The caller (``CurrentPrincipal``) is also where scopes are enforced, for every route at once:
+``required_scope`` reads the route's scope from the tables below, and a key lacking it is
+refused with a 403 naming the scope. Roles and ownership are checked by the services.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,9 @@ from infra.config import Settings, get_settings
 from infra.db import session_scope
 from infra.storage import ObjectStore, get_object_store
 from marketplace.certificates import load_or_create_signing_key
-from marketplace.errors import AuthenticationError
-from marketplace.services.organizations import Principal, authenticate
+from marketplace.errors import AuthenticationError, PermissionDeniedError
+from marketplace.security import ALL_SCOPES, SCOPES
+from marketplace.services.organizations import Principal, authenticate, touch_key
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -33,14 +39,85 @@ def get_db(settings: SettingsDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_db)]
 
 
-def get_principal(request: Request, session: SessionDep) -> Principal:
+# Areas of the API by path prefix: (scope of GET and HEAD, scope of every other method).
+SCOPE_AREAS: tuple[tuple[str, tuple[str, str]], ...] = (
+    ("/v1/datasets", ("datasets:read", "datasets:write")),
+    ("/v1/curation-runs", ("datasets:read", "datasets:write")),
+    ("/v1/versions", ("datasets:read", "datasets:write")),
+    ("/api/datasets/", ("datasets:read", "datasets:read")),  # the Hub protocol only reads
+    ("/datasets/", ("datasets:read", "datasets:read")),
+    ("/v1/listings", ("listings:read", "listings:write")),
+    ("/v1/catalog", ("listings:read", "listings:write")),
+    ("/v1/review-rounds", ("listings:read", "listings:write")),  # human review before listing
+    ("/v1/licenses", ("licenses:read", "licenses:write")),
+    ("/v1/entitlements", ("licenses:read", "licenses:write")),
+    ("/v1/certificates", ("licenses:read", "licenses:write")),
+    ("/v1/orders", ("licenses:read", "licenses:write")),
+    ("/v1/offers", ("licenses:read", "licenses:write")),
+    ("/v1/ledger", ("ledger:read", "ledger:write")),
+    ("/v1/training-jobs", ("training:read", "training:write")),
+    ("/v1/fine_tuning", ("training:read", "training:write")),
+    ("/v1/audit", ("audit:read", "admin")),
+    ("/v1/organizations", ("admin", "admin")),
+    ("/v1/users", ("admin", "admin")),
+    ("/v1/api-keys", ("admin", "admin")),
+)
+# Exceptions, by (method, route path): None means any valid key (the service decides).
+ROUTE_SCOPES: dict[tuple[str, str], str | None] = {
+    ("GET", "/v1/me"): None,
+    ("GET", "/v1/organizations/{organization_id}"): None,
+    ("DELETE", "/v1/api-keys/{key_id}"): None,  # a key may always revoke itself
+    ("GET", "/v1/organizations/{organization_id}/statement"): "ledger:read",
+    ("POST", "/v1/certificates/verify"): "licenses:read",
+    ("POST", "/v1/model-cards/verify"): "training:read",
+}
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The scope a route needs; ``*`` (a key with every scope) for a route in no table."""
+    if (method, path) in ROUTE_SCOPES:
+        return ROUTE_SCOPES[method, path]
+    for prefix, (read, write) in SCOPE_AREAS:
+        if path == prefix or path.startswith(prefix if prefix.endswith("/") else prefix + "/"):
+            return read if method in ("GET", "HEAD") else write
+    return ALL_SCOPES
+
+
+def get_read_db(settings: SettingsDep) -> Iterator[Session]:
+    """A session for routes that only read: on SQLite it takes no write lock."""
+    with session_scope(settings, readonly=True) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_db)]
+
+
+def get_principal(request: Request, settings: SettingsDep) -> Principal:
     header = request.headers.get("authorization")
     if not header:
         raise AuthenticationError("missing Authorization header; send 'Bearer <API key>'")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("the Authorization header must be 'Bearer <API key>'")
-    return authenticate(session, token.strip())
+    # Authentication reads in a short transaction of its own, so that it holds no lock (and no
+    # pooled connection) while the route runs; the key's last use is written about once a minute.
+    with session_scope(settings, readonly=True) as session:
+        principal, stale = authenticate(session, token.strip())
+    if stale:
+        with session_scope(settings) as session:
+            touch_key(session, principal.api_key_id)
+    route = request.scope.get("route")
+    path = getattr(route, "path", None) or request.url.path
+    scope = required_scope(request.method, path)
+    if scope == ALL_SCOPES:
+        if principal.scopes != frozenset(SCOPES):
+            raise PermissionDeniedError(
+                f"{request.method} {path} has no scope of its own; only a key with every "
+                f"scope ('*') may call it"
+            )
+    elif scope is not None:
+        principal.require_scope(scope)
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]

@@ -1,4 +1,5 @@
-"""``marketplace.security``: API keys carry a lookup prefix and are stored only as a hash."""
+"""``marketplace.security``: API keys carry a lookup prefix, are stored only as a hash, and hold
+scopes from one fixed list."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import hashlib
 import pytest
 
 from marketplace.security import (
+    ALL_SCOPES,
     KEY_PREFIX,
+    SCOPES,
+    expand_scopes,
     generate_api_key,
     hash_secret,
+    normalize_scopes,
     parse_prefix,
     secret_matches,
 )
@@ -82,3 +87,35 @@ def test_a_key_whose_secret_contains_underscores_still_parses() -> None:
 )
 def test_malformed_keys_have_no_prefix(presented: str) -> None:
     assert parse_prefix(presented) is None
+
+
+# Scopes -----------------------------------------------------------------------------------------
+
+
+def test_scopes_are_sorted_and_deduplicated() -> None:
+    assert normalize_scopes(["ledger:read", "datasets:read", "ledger:read"]) == [
+        "datasets:read",
+        "ledger:read",
+    ]
+
+
+def test_the_wildcard_absorbs_every_other_scope() -> None:
+    assert normalize_scopes(["datasets:read", ALL_SCOPES]) == [ALL_SCOPES]
+    assert expand_scopes([ALL_SCOPES]) == frozenset(SCOPES)
+
+
+def test_an_unknown_scope_is_refused_by_name_with_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="'datasets:delete'") as refused:
+        normalize_scopes(["datasets:read", "datasets:delete"])
+    assert all(scope in str(refused.value) for scope in SCOPES)
+
+
+def test_no_scopes_grant_nothing_and_stored_unknown_names_grant_nothing() -> None:
+    assert normalize_scopes([]) == []
+    assert expand_scopes([]) == frozenset()
+    assert expand_scopes(["datasets:read", "retired:scope"]) == frozenset({"datasets:read"})
+
+
+def test_every_scope_is_an_area_and_an_access_or_admin() -> None:
+    for scope in SCOPES:
+        assert scope == "admin" or scope.split(":")[1] in ("read", "write"), scope
