@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from curation.errors import CurationError
+from curation.executors import StageProgress
 from curation.models import CurationRun
 from curation.pipeline import Pipeline, load_recipe
 from curation.report import quality_report
@@ -31,7 +33,7 @@ from infra.storage import ObjectStore, get_object_store
 from marketplace.errors import InvalidRequestError, NotFoundError
 from marketplace.models import Dataset, DatasetVersion, Organization, Upload
 from marketplace.services import audit
-from marketplace.services.datasets import get_owned_dataset
+from marketplace.services.datasets import contributions_from_shards, get_owned_dataset
 from marketplace.services.organizations import Principal, get_owned
 
 log = logging.getLogger(__name__)
@@ -105,9 +107,12 @@ def execute_run(run_id: str, *, settings: Settings | None = None) -> str:
             return run.status
         run.status, run.started_at = "running", utcnow()
         session.commit()
+    progress = ProgressRecorder(run_id, settings)
     try:
         with session_scope(settings) as session:
-            _curate_and_publish(session, store, run_id, settings.home_dir / "curation-work")
+            _curate_and_publish(
+                session, store, run_id, settings.home_dir / "curation-work", progress
+            )
     except Exception as error:
         log.exception("curation run %s failed", run_id)
         message = str(error) if isinstance(error, CurationError) else type(error).__name__
@@ -115,6 +120,7 @@ def execute_run(run_id: str, *, settings: Settings | None = None) -> str:
             run = session.get(CurationRun, run_id)
             assert run is not None
             run.status, run.error, run.finished_at = "failed", message, utcnow()
+            run.report = {"progress": progress.snapshot()} if progress.stages else None
             session.commit()
         if not isinstance(error, CurationError):
             raise
@@ -123,13 +129,80 @@ def execute_run(run_id: str, *, settings: Settings | None = None) -> str:
     return "succeeded"
 
 
-def _curate_and_publish(session: Session, store: ObjectStore, run_id: str, work_root: Path) -> None:
+class ProgressRecorder:
+    """Keeps a running run's progress in its ``report`` (``{"progress": ...}``), for the API.
+
+    Called with each :class:`~curation.executors.StageProgress`; it keeps, per stage, the tasks
+    done of the total, the rows taken in and put out so far, and each finished shard's rows, and
+    writes them to the run's row in a short transaction of its own: when a stage starts or ends,
+    and otherwise at most every ``interval`` seconds.
+    """
+
+    def __init__(self, run_id: str, settings: Settings, *, interval: float = 1.0) -> None:
+        self.run_id = run_id
+        self.settings = settings
+        self.interval = interval
+        self.stages: dict[int, dict[str, Any]] = {}
+        self._written = 0.0
+
+    def __call__(self, state: StageProgress) -> None:
+        entry = self.stages.setdefault(
+            state.stage,
+            {"stage": state.stage, "name": state.name, "kind": state.kind, "shards": []},
+        )
+        entry.update(
+            done=state.done, total=state.total, rows_in=state.rows_in, rows_out=state.rows_out
+        )
+        if state.shard is not None:
+            entry["shards"].append(
+                {
+                    "shard": state.shard,
+                    "rows_in": state.shard_rows_in,
+                    "rows_out": state.shard_rows_out,
+                }
+            )
+        boundary = state.done in (0, state.total)
+        if boundary or time.monotonic() - self._written >= self.interval:
+            self.write()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The progress as the API shows it: every stage seen so far, in order."""
+        stages = [
+            {**entry, "shards": sorted(entry["shards"], key=lambda shard: shard["shard"])}
+            for _, entry in sorted(self.stages.items())
+        ]
+        return {"stages": stages, "updated_at": utcnow().isoformat()}
+
+    def write(self) -> None:
+        with session_scope(self.settings) as session:
+            run = session.get(CurationRun, self.run_id)
+            if run is not None and run.status == "running":
+                run.report = {"progress": self.snapshot()}
+                session.commit()
+        self._written = time.monotonic()
+
+
+def _curate_and_publish(
+    session: Session,
+    store: ObjectStore,
+    run_id: str,
+    work_root: Path,
+    progress: ProgressRecorder | None = None,
+) -> None:
     run = session.get(CurationRun, run_id)
     assert run is not None
     dataset = session.get(Dataset, run.dataset_id)
     contributor = session.get(Organization, run.organization_id)
     assert dataset is not None and contributor is not None
     uploads = [session.get(Upload, upload_id) for upload_id in run.upload_ids]
+    # Each upload's rows carry the organisation that uploaded it (co-owners pool their rows).
+    contributors: dict[str, Organization] = {}
+    for upload in uploads:
+        assert upload is not None
+        if upload.organization_id not in contributors:
+            organization = session.get(Organization, upload.organization_id)
+            assert organization is not None
+            contributors[upload.organization_id] = organization
     version_id = "dv_" + run.id.removeprefix("cur_")
     prefix = f"datasets/{dataset.id}/versions/{version_id}"
     session.commit()  # end the read transaction: the work below holds no database lock
@@ -147,14 +220,20 @@ def _curate_and_publish(session: Session, store: ObjectStore, run_id: str, work_
                     path=local,
                     format=upload.format,
                     source_name=upload.filename,
-                    contributor=contributor.name,
+                    contributor=contributors[upload.organization_id].name,
                 )
             )
         # Shard markers live under AIDX_HOME, so a redelivered run (a lost worker) redoes
         # only the shards that were not finished.
         work_dir = work_root / run.id
-        result = run_local(inputs, scratch_dir / "out", recipe=run.recipe, work_dir=work_dir)
+        result = run_local(
+            inputs, scratch_dir / "out", recipe=run.recipe, work_dir=work_dir, progress=progress
+        )
         quality = quality_report(result, scratch_dir / "out")
+        contributions = contributions_from_shards(
+            [scratch_dir / "out" / shard.path for shard in result.shards],
+            {organization.name: organization.id for organization in contributors.values()},
+        )
         files: list[dict[str, Any]] = []
         for shard in result.shards:
             stored = store.put_file(scratch_dir / "out" / shard.path, key=f"{prefix}/{shard.path}")
@@ -228,15 +307,16 @@ def _curate_and_publish(session: Session, store: ObjectStore, run_id: str, work_
         report=report,
         card=card.model_dump(mode="json"),
         card_key=card_key,
-        contributions={contributor.id: result.num_rows},  # revenue shares follow provenance
+        contributions=contributions,  # revenue shares follow the rows' provenance
         curation_run_id=run.id,
         created_at=utcnow(),
     )
     session.merge(version)
+    finished = {**report, "progress": progress.snapshot()} if progress is not None else report
     run.status, run.version_id, run.report, run.finished_at = (
         "succeeded",
         version_id,
-        report,
+        finished,
         utcnow(),
     )
     audit.record(

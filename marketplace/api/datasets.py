@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi import APIRouter, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from curation import service as curation_service
@@ -15,6 +15,7 @@ from infra.queue import enqueue
 from marketplace import schemas
 from marketplace.api.deps import CurrentPrincipal, SessionDep, SettingsDep, StoreDep
 from marketplace.errors import InvalidRequestError
+from marketplace.models import DatasetOwner
 from marketplace.services import datasets
 
 router = APIRouter(tags=["datasets"])
@@ -50,8 +51,76 @@ def get_dataset(
     dataset_id: str, session: SessionDep, principal: CurrentPrincipal
 ) -> schemas.DatasetPublic:
     return schemas.DatasetPublic.model_validate(
-        datasets.get_owned_dataset(session, actor=principal, dataset_id=dataset_id)
+        datasets.get_dataset(session, actor=principal, dataset_id=dataset_id)
     )
+
+
+def _member_public(member: DatasetOwner) -> schemas.DatasetOwnerPublic:
+    return schemas.DatasetOwnerPublic(
+        dataset_id=member.dataset_id,
+        organization_id=member.organization_id,
+        role="co_owner",
+        status=member.status,
+        invited_by=member.invited_by,
+        created_at=member.created_at,
+        accepted_at=member.accepted_at,
+    )
+
+
+@router.get("/v1/datasets/{dataset_id}/owners")
+def list_owners(
+    dataset_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> list[schemas.DatasetOwnerPublic]:
+    """The lead owner, then the co-owners (invited ones until they accept)."""
+    dataset, members = datasets.list_owners(session, actor=principal, dataset_id=dataset_id)
+    lead = schemas.DatasetOwnerPublic(
+        dataset_id=dataset.id,
+        organization_id=dataset.organization_id,
+        role="lead",
+        status="accepted",
+        invited_by=None,
+        created_at=dataset.created_at,
+        accepted_at=dataset.created_at,
+    )
+    return [lead, *(_member_public(member) for member in members)]
+
+
+@router.post("/v1/datasets/{dataset_id}/owners", status_code=201)
+def invite_owner(
+    dataset_id: str,
+    body: schemas.DatasetOwnerCreate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+) -> schemas.DatasetOwnerPublic:
+    """The lead owner invites a contributor organisation to co-own the dataset."""
+    return _member_public(
+        datasets.invite_owner(
+            session, actor=principal, dataset_id=dataset_id, organization_id=body.organization_id
+        )
+    )
+
+
+@router.post("/v1/datasets/{dataset_id}/owners/{organization_id}/accept")
+def accept_ownership(
+    dataset_id: str, organization_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> schemas.DatasetOwnerPublic:
+    """The invited organisation accepts (accepting again gives the same answer)."""
+    return _member_public(
+        datasets.accept_ownership(
+            session, actor=principal, dataset_id=dataset_id, organization_id=organization_id
+        )
+    )
+
+
+@router.delete("/v1/datasets/{dataset_id}/owners/{organization_id}", status_code=204)
+def remove_owner(
+    dataset_id: str, organization_id: str, session: SessionDep, principal: CurrentPrincipal
+) -> Response:
+    """Withdraw an invitation, remove a co-owner, or leave; refused once it has uploaded."""
+    datasets.remove_owner(
+        session, actor=principal, dataset_id=dataset_id, organization_id=organization_id
+    )
+    return Response(status_code=204)
 
 
 @router.post("/v1/datasets/{dataset_id}/uploads", status_code=201)
@@ -62,7 +131,7 @@ def upload_file(
     principal: CurrentPrincipal,
     store: StoreDep,
     settings: SettingsDep,
-) -> schemas.UploadPublic:
+) -> schemas.ContributedUploadPublic:
     """Upload one raw file (JSONL, JSON array, CSV, Parquet or text) as multipart ``file``."""
     if not file.filename:
         raise InvalidRequestError("the multipart field 'file' needs a filename")
@@ -85,15 +154,15 @@ def upload_file(
             filename=file.filename,
             path=path,
         )
-    return schemas.UploadPublic.model_validate(upload)
+    return schemas.ContributedUploadPublic.model_validate(upload)
 
 
 @router.get("/v1/datasets/{dataset_id}/uploads")
 def list_uploads(
     dataset_id: str, session: SessionDep, principal: CurrentPrincipal
-) -> list[schemas.UploadPublic]:
+) -> list[schemas.ContributedUploadPublic]:
     return [
-        schemas.UploadPublic.model_validate(upload)
+        schemas.ContributedUploadPublic.model_validate(upload)
         for upload in datasets.list_uploads(session, actor=principal, dataset_id=dataset_id)
     ]
 
@@ -120,17 +189,17 @@ def start_curation_run(
 def get_curation_run(
     run_id: str, session: SessionDep, principal: CurrentPrincipal
 ) -> schemas.CurationRunPublic:
-    return schemas.CurationRunPublic.model_validate(
-        curation_service.get_run(session, actor=principal, run_id=run_id)
-    )
+    run = curation_service.get_run(session, actor=principal, run_id=run_id)
+    progress = (run.report or {}).get("progress")
+    return schemas.CurationRunPublic.model_validate(run).model_copy(update={"progress": progress})
 
 
 @router.get("/v1/datasets/{dataset_id}/versions")
 def list_versions(
     dataset_id: str, session: SessionDep, principal: CurrentPrincipal
-) -> list[schemas.DatasetVersionPublic]:
+) -> list[schemas.DatasetVersionSharesPublic]:
     return [
-        schemas.DatasetVersionPublic.model_validate(version)
+        schemas.DatasetVersionSharesPublic.model_validate(version)
         for version in datasets.list_versions(session, actor=principal, dataset_id=dataset_id)
     ]
 
@@ -138,8 +207,9 @@ def list_versions(
 @router.get("/v1/versions/{version_id}")
 def get_version(
     version_id: str, session: SessionDep, principal: CurrentPrincipal
-) -> schemas.DatasetVersionPublic:
-    return schemas.DatasetVersionPublic.model_validate(
+) -> schemas.DatasetVersionSharesPublic:
+    """A version's metadata, with each contributing organisation's rows and revenue share."""
+    return schemas.DatasetVersionSharesPublic.model_validate(
         datasets.get_visible_version(session, actor=principal, version_id=version_id)
     )
 

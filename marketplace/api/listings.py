@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query
 
 from dataset_cards.licenses import AllowedUse
 from marketplace import schemas
-from marketplace.api.deps import CurrentPrincipal, SessionDep
+from marketplace.api.deps import CurrentPrincipal, ReadSessionDep, SessionDep, StoreDep
 from marketplace.services import catalog as catalog_service
-from marketplace.services import listings
+from marketplace.services import listings, preview
 
 router = APIRouter(tags=["listings"])
 Status = Literal["submitted", "listed", "rejected", "delisted"]
@@ -64,16 +64,41 @@ def get_listing(
     )
 
 
+@router.get("/v1/listings/{listing_id}/preview")
+def preview_listing(
+    listing_id: str,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    store: StoreDep,
+    rows: Annotated[int, Query(ge=1, le=preview.PREVIEW_ROWS)] = 10,
+) -> schemas.ListingPreviewPublic:
+    """A few rows of the listed version, PII-redacted, long text cut; fewer for paid data."""
+    return schemas.ListingPreviewPublic.model_validate(
+        preview.preview(session, store=store, actor=principal, listing_id=listing_id, rows=rows)
+    )
+
+
+@router.get("/v1/listings/{listing_id}/statistics")
+def listing_statistics(
+    listing_id: str, session: SessionDep, principal: CurrentPrincipal, store: StoreDep
+) -> schemas.ListingStatisticsPublic:
+    """Per-column statistics of the listed version; no extremes or top values for paid data."""
+    return schemas.ListingStatisticsPublic.model_validate(
+        preview.statistics(session, store=store, actor=principal, listing_id=listing_id)
+    )
+
+
 @router.get("/v1/listings")
 def list_listings(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CurrentPrincipal,
     status: Status | None = None,
     q: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> schemas.ListingsPublic:
-    rows, count = listings.list_listings(
+    """Listings the caller may see; ``q`` is the catalog's full-text search over the cards."""
+    rows, count = catalog_service.list_listings(
         session, actor=principal, status=status, query=q, limit=limit, offset=offset
     )
     return schemas.ListingsPublic(
@@ -83,7 +108,7 @@ def list_listings(
 
 @router.get("/v1/catalog")
 def catalog(
-    session: SessionDep,
+    session: ReadSessionDep,
     principal: CurrentPrincipal,
     q: Annotated[str | None, Query(max_length=200, description="Full-text search.")] = None,
     license: Annotated[str | None, Query(max_length=64)] = None,

@@ -4,24 +4,91 @@ Each listing keeps a copy of its card's searchable text and facets (license, all
 languages, tasks, size), refreshed whenever the card changes. Full-text search uses PostgreSQL's
 ``tsvector`` (with a substring fallback for scripts it does not segment, such as Chinese) and,
 embedded, SQLite FTS5 with the trigram tokenizer, which matches any script.
+
+A page is found in two steps: the ids of the page and the number of matches in one narrow query
+(``count(*) OVER ()``, so the text is matched once and only ids are sorted), then those listings
+by primary key. Each API process keeps the recent pages (ids and count) per search, valid while
+the ``catalog_generation`` counter is unchanged: every flush that adds, changes or deletes a
+listing (submission, review, delisting, a card revision) increments it in the same transaction,
+so a search never answers from before a committed change.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import astuple, dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, and_, column, func, or_, select, table, text
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    column,
+    event,
+    func,
+    or_,
+    select,
+    table,
+    text,
+    update,
+)
+from sqlalchemy.orm import Session, UOWTransaction
 
 from dataset_cards import service as cards
 from dataset_cards.models import CardRevision
 from dataset_cards.schema import DatasetCard
-from marketplace.models import Listing
+from marketplace.models import Counter, Listing
+from marketplace.services.organizations import Principal
 
 Sort = Literal["relevance", "newest", "price_asc", "price_desc", "size_desc"]
 FTS_TABLE = "listing_search"
 FTS = table(FTS_TABLE, column("listing_id"), column("body"), column("rank"))  # SQLite FTS5
+GENERATION = "catalog_generation"  # a Counter row, made by migration 0011
+CACHED_PAGES = 2048
+
+
+@event.listens_for(Session, "before_flush")
+def _count_listing_changes(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    """A flush that writes listings moves the catalog's generation on, in its transaction."""
+    changed = (*session.new, *session.dirty, *session.deleted)
+    if any(isinstance(instance, Listing) for instance in changed):
+        session.connection().execute(
+            update(Counter).where(Counter.name == GENERATION).values(value=Counter.value + 1)
+        )
+
+
+class _PageCache:
+    """Recent pages (ids, count) of one catalog generation, least recently used dropped first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._generation: int | None = None
+        self._pages: OrderedDict[Hashable, tuple[list[str], int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, generation: int, key: Hashable) -> tuple[list[str], int] | None:
+        with self._lock:
+            if generation != self._generation:
+                self._generation = generation
+                self._pages.clear()
+                return None
+            page = self._pages.get(key)
+            if page is not None:
+                self._pages.move_to_end(key)
+            return page
+
+    def put(self, generation: int, key: Hashable, page: tuple[list[str], int]) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return
+            self._pages[key] = page
+            while len(self._pages) > self._size:
+                self._pages.popitem(last=False)
+
+
+_pages = _PageCache(CACHED_PAGES)
 
 
 def _facet(values: list[str]) -> str:
@@ -121,6 +188,93 @@ def _fts_match(query: str) -> str:
     return " AND ".join(f'"{word}"' for word in words)
 
 
+def _matching(
+    session: Session, statement: Select[Listing], query: str | None
+) -> tuple[Select[Listing], ColumnElement[float] | None]:
+    """``statement`` narrowed to listings whose card text matches every word of ``query``, and
+    the relevance to order by (None without a query)."""
+    words = query.split() if query else []
+    if not words:
+        return statement, None
+    if session.get_bind().dialect.name == "postgresql":
+        vector = func.to_tsvector("simple", Listing.search_text)
+        tsquery = func.plainto_tsquery("simple", query)
+        statement = statement.where(
+            or_(vector.op("@@")(tsquery), Listing.search_text.ilike(f"%{query}%"))
+        )
+        return statement, func.ts_rank(vector, tsquery)
+    if all(len(word) >= 3 for word in words):  # the trigram tokenizer's minimum
+        matches = (
+            select(FTS.c.listing_id, FTS.c.rank)
+            .where(text(f"{FTS_TABLE} MATCH :match").bindparams(match=_fts_match(query or "")))
+            .subquery()
+        )
+        statement = statement.join(matches, matches.c.listing_id == Listing.id)
+        return statement, -matches.c.rank  # FTS5's bm25 rank: smaller is better
+    for word in words:
+        statement = statement.where(Listing.search_text.ilike(f"%{word}%"))
+    return statement, None
+
+
+def _page(
+    session: Session,
+    statement: Select[Listing],
+    *,
+    rank: ColumnElement[float] | None,
+    sort: Sort,
+    limit: int,
+    offset: int,
+) -> tuple[list[str], int]:
+    """The ids of one page, in order, and the number of all matches."""
+    orders: dict[str, list[Any]] = {
+        "newest": [Listing.created_at.desc()],
+        "price_asc": [Listing.price_amount.asc()],
+        "price_desc": [Listing.price_amount.desc()],
+        "size_desc": [Listing.num_rows.desc()],
+        "relevance": [rank.desc()] if rank is not None else [Listing.created_at.desc()],
+    }
+    rows = session.execute(
+        statement.with_only_columns(Listing.id, func.count().over())
+        .order_by(*orders[sort], Listing.id)
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    if rows:
+        return [row[0] for row in rows], int(rows[0][1])
+    if offset == 0:
+        return [], 0
+    count = session.scalar(select(func.count()).select_from(statement.subquery()))
+    return [], int(count or 0)
+
+
+def _cached_page(
+    session: Session,
+    key: Hashable,
+    statement: Select[Listing],
+    query: str | None,
+    *,
+    sort: Sort | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Listing], int]:
+    """One page of the listings ``statement`` selects that match ``query``, from the cache
+    while no listing has changed."""
+    generation = session.scalar(select(Counter.value).where(Counter.name == GENERATION))
+    page = _pages.get(generation, key) if generation is not None else None
+    if page is None:
+        statement, rank = _matching(session, statement, query)
+        chosen: Sort = sort or ("relevance" if rank is not None else "newest")
+        page = _page(session, statement, rank=rank, sort=chosen, limit=limit, offset=offset)
+        if generation is not None:
+            _pages.put(generation, key, page)
+    ids, count = page
+    found = {
+        listing.id: listing
+        for listing in session.scalars(select(Listing).where(Listing.id.in_(ids)))
+    }
+    return [found[listing_id] for listing_id in ids if listing_id in found], count
+
+
 def search(
     session: Session,
     *,
@@ -130,36 +284,29 @@ def search(
     limit: int,
     offset: int,
 ) -> tuple[list[Listing], int]:
+    """The catalog: listed listings matching ``query`` and ``filters``, one page of them."""
     statement = _filtered(select(Listing).where(Listing.status == "listed"), filters)
-    rank: ColumnElement[float] | None = None
-    words = query.split() if query else []
-    if words:
-        if session.get_bind().dialect.name == "postgresql":
-            vector = func.to_tsvector("simple", Listing.search_text)
-            tsquery = func.plainto_tsquery("simple", query)
-            statement = statement.where(
-                or_(vector.op("@@")(tsquery), Listing.search_text.ilike(f"%{query}%"))
-            )
-            rank = func.ts_rank(vector, tsquery)
-        elif all(len(word) >= 3 for word in words):  # the trigram tokenizer's minimum
-            matches = (
-                select(FTS.c.listing_id, FTS.c.rank)
-                .where(text(f"{FTS_TABLE} MATCH :match").bindparams(match=_fts_match(query or "")))
-                .subquery()
-            )
-            statement = statement.join(matches, matches.c.listing_id == Listing.id)
-            rank = -matches.c.rank  # FTS5's bm25 rank: smaller is better
-        else:
-            for word in words:
-                statement = statement.where(Listing.search_text.ilike(f"%{word}%"))
-    count = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
-    orders: dict[str, list[Any]] = {
-        "newest": [Listing.created_at.desc()],
-        "price_asc": [Listing.price_amount.asc()],
-        "price_desc": [Listing.price_amount.desc()],
-        "size_desc": [Listing.num_rows.desc()],
-        "relevance": [rank.desc()] if rank is not None else [Listing.created_at.desc()],
-    }
-    order = orders[sort]
-    rows = session.scalars(statement.order_by(*order, Listing.id).limit(limit).offset(offset))
-    return list(rows), count
+    key = ("catalog", query, astuple(filters), sort, limit, offset)
+    return _cached_page(session, key, statement, query, sort=sort, limit=limit, offset=offset)
+
+
+def list_listings(
+    session: Session,
+    *,
+    actor: Principal,
+    status: str | None,
+    query: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Listing], int]:
+    """Listings the caller may see (listed ones, its own, every one for operators), matched by
+    the catalog's full-text search; by relevance with a query, newest first without."""
+    statement = select(Listing)
+    if status is not None:
+        statement = statement.where(Listing.status == status)
+    if status != "listed" and not actor.is_operator:
+        statement = statement.where(
+            or_(Listing.organization_id == actor.organization_id, Listing.status == "listed")
+        )
+    key = ("listings", actor.organization_id, actor.is_operator, status, query, limit, offset)
+    return _cached_page(session, key, statement, query, sort=None, limit=limit, offset=offset)

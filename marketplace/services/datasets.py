@@ -1,15 +1,30 @@
-"""Datasets, raw uploads and the versions curation makes of them; who may see what."""
+"""Datasets, raw uploads and the versions curation makes of them; who may see what.
+
+A dataset has one lead owner (``Dataset.organization_id``, the organisation that created it) and
+may have co-owners: contributor organisations the lead invites and that accept
+(``DatasetOwner``). Every owner uploads files to it (each upload records its organisation, and
+curation stamps each row's provenance with it); a version's ``contributions`` count its rows per
+organisation, and sales split the revenue by them. Owners see the dataset, its uploads and its
+versions, and download the versions' files; the lead alone manages the card and the listings. A
+co-owner can be removed (or leave, or an invitation be withdrawn) only while it has uploaded
+nothing to the dataset: once it has, its rows may be in a version, which never changes and keeps
+paying it by its share.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from sqlalchemy import or_, select
+import pyarrow.parquet as pq
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from curation.errors import InvalidInputError
+from curation.errors import CurationError, InvalidInputError
 from curation.readers import detect_format, validate_file
+from curation.steps.base import CONTRIBUTOR_COLUMN
 from infra.db import new_id, utcnow
 from infra.storage import ObjectStore
 from marketplace.errors import (
@@ -18,9 +33,17 @@ from marketplace.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from marketplace.models import Dataset, DatasetVersion, Entitlement, Listing, Upload
+from marketplace.models import (
+    Dataset,
+    DatasetOwner,
+    DatasetVersion,
+    Entitlement,
+    Listing,
+    Organization,
+    Upload,
+)
 from marketplace.services import audit
-from marketplace.services.organizations import Principal, get_owned
+from marketplace.services.organizations import Principal
 
 LICENSE_IDS = frozenset(
     {
@@ -71,16 +94,228 @@ def create_dataset(
     return dataset
 
 
+def owner_ids(session: Session, dataset: Dataset) -> set[str]:
+    """The organisations that own ``dataset``: the lead and every accepted co-owner."""
+    accepted = session.scalars(
+        select(DatasetOwner.organization_id)
+        .where(DatasetOwner.dataset_id == dataset.id)
+        .where(DatasetOwner.status == "accepted")
+    )
+    return {dataset.organization_id, *accepted}
+
+
+def is_owner(session: Session, dataset: Dataset, organization_id: str) -> bool:
+    return organization_id in owner_ids(session, dataset)
+
+
 def get_owned_dataset(session: Session, *, actor: Principal, dataset_id: str) -> Dataset:
-    """A dataset the caller's organisation owns (operators see all); 404 for anyone else."""
-    return get_owned(session, Dataset, dataset_id, actor=actor, kind="dataset")
+    """A dataset the caller's organisation owns or co-owns (operators see all); 404 for others."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None or not (
+        actor.is_operator or is_owner(session, dataset, actor.organization_id)
+    ):
+        raise NotFoundError("dataset", dataset_id)
+    return dataset
+
+
+def get_dataset(session: Session, *, actor: Principal, dataset_id: str) -> Dataset:
+    """A dataset's metadata: for its owners, operators, and organisations invited to co-own it."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise NotFoundError("dataset", dataset_id)
+    if actor.is_operator or dataset.organization_id == actor.organization_id:
+        return dataset
+    if _membership(session, dataset_id, actor.organization_id) is None:
+        raise NotFoundError("dataset", dataset_id)
+    return dataset
 
 
 def list_datasets(session: Session, *, actor: Principal) -> list[Dataset]:
-    query = select(Dataset).order_by(Dataset.created_at)
+    """The caller's datasets: those it leads, co-owns or is invited to (operators: all)."""
+    query = select(Dataset).order_by(Dataset.created_at, Dataset.id)
     if not actor.is_operator:
-        query = query.where(Dataset.organization_id == actor.organization_id)
+        member_of = select(DatasetOwner.dataset_id).where(
+            DatasetOwner.organization_id == actor.organization_id
+        )
+        query = query.where(
+            or_(Dataset.organization_id == actor.organization_id, Dataset.id.in_(member_of))
+        )
     return list(session.scalars(query))
+
+
+# Co-ownership -------------------------------------------------------------------------------
+
+
+def _membership(session: Session, dataset_id: str, organization_id: str) -> DatasetOwner | None:
+    return session.scalar(
+        select(DatasetOwner).where(
+            DatasetOwner.dataset_id == dataset_id, DatasetOwner.organization_id == organization_id
+        )
+    )
+
+
+def _led_dataset(session: Session, *, actor: Principal, dataset_id: str) -> Dataset:
+    """A dataset the caller leads; co-owners are told only the lead may do this."""
+    dataset = get_owned_dataset(session, actor=actor, dataset_id=dataset_id)
+    if dataset.organization_id != actor.organization_id:
+        raise PermissionDeniedError(
+            f"only the lead owner of dataset {dataset_id} ({dataset.organization_id}) may "
+            "manage its co-owners"
+        )
+    return dataset
+
+
+def invite_owner(
+    session: Session, *, actor: Principal, dataset_id: str, organization_id: str
+) -> DatasetOwner:
+    """The lead owner invites a contributor organisation to co-own the dataset."""
+    actor.require_role("contributor")
+    dataset = _led_dataset(session, actor=actor, dataset_id=dataset_id)
+    invitee = session.get(Organization, organization_id)
+    if invitee is None:
+        raise NotFoundError("organization", organization_id)
+    if "contributor" not in invitee.roles:
+        raise InvalidRequestError(
+            f"organisation {organization_id} has no contributor role, so it cannot co-own data"
+        )
+    if organization_id == dataset.organization_id:
+        raise ConflictError(f"organisation {organization_id} already leads dataset {dataset_id}")
+    membership = DatasetOwner(
+        id=new_id("dso"),
+        dataset_id=dataset.id,
+        organization_id=organization_id,
+        status="invited",
+        invited_by=actor.organization_id,
+        created_at=utcnow(),
+    )
+    session.add(membership)
+    try:
+        session.flush()
+    except IntegrityError as error:
+        session.rollback()
+        raise ConflictError(
+            f"organisation {organization_id} is already invited to or co-owns dataset {dataset_id}"
+        ) from error
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action="dataset_owner.invited",
+        object_type="dataset",
+        object_id=dataset.id,
+        organization_id=organization_id,
+    )
+    session.commit()
+    return membership
+
+
+def accept_ownership(
+    session: Session, *, actor: Principal, dataset_id: str, organization_id: str
+) -> DatasetOwner:
+    """The invited organisation accepts; accepting again returns the same membership."""
+    if organization_id != actor.organization_id:
+        raise PermissionDeniedError(
+            f"only organisation {organization_id} itself may accept its invitation"
+        )
+    membership = _membership(session, dataset_id, organization_id)
+    if membership is None:
+        raise NotFoundError("invitation to dataset", dataset_id)
+    if membership.status == "accepted":
+        return membership
+    membership.status, membership.accepted_at = "accepted", utcnow()
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action="dataset_owner.accepted",
+        object_type="dataset",
+        object_id=dataset_id,
+        organization_id=organization_id,
+    )
+    session.commit()
+    return membership
+
+
+def list_owners(
+    session: Session, *, actor: Principal, dataset_id: str
+) -> tuple[Dataset, list[DatasetOwner]]:
+    """The dataset and its co-owners (invited and accepted), for its lead, members, operators."""
+    dataset = get_dataset(session, actor=actor, dataset_id=dataset_id)
+    members = session.scalars(
+        select(DatasetOwner)
+        .where(DatasetOwner.dataset_id == dataset_id)
+        .order_by(DatasetOwner.created_at, DatasetOwner.id)
+    )
+    return dataset, list(members)
+
+
+def remove_owner(
+    session: Session, *, actor: Principal, dataset_id: str, organization_id: str
+) -> None:
+    """Withdraw an invitation or remove a co-owner (the lead, the member itself, or operators).
+
+    Refused once the organisation has uploaded to the dataset: its rows may be in a version,
+    which never changes and keeps paying it by its share.
+    """
+    dataset = get_dataset(session, actor=actor, dataset_id=dataset_id)
+    if organization_id == dataset.organization_id:
+        raise ConflictError(f"organisation {organization_id} leads dataset {dataset_id}")
+    allowed = actor.is_operator or actor.organization_id in (
+        dataset.organization_id,
+        organization_id,
+    )
+    membership = _membership(session, dataset_id, organization_id)
+    if membership is None or not allowed:
+        if not allowed and membership is not None:
+            raise PermissionDeniedError(
+                f"only the lead owner or organisation {organization_id} itself may remove it"
+            )
+        raise NotFoundError("co-owner of dataset", organization_id)
+    uploads = session.scalar(
+        select(func.count())
+        .select_from(Upload)
+        .where(Upload.dataset_id == dataset_id, Upload.organization_id == organization_id)
+    )
+    in_versions = any(
+        organization_id in (contributions or {})
+        for contributions in session.scalars(
+            select(DatasetVersion.contributions).where(DatasetVersion.dataset_id == dataset_id)
+        )
+    )
+    if uploads or in_versions:
+        raise ConflictError(
+            f"organisation {organization_id} has contributed {uploads} upload(s) to dataset "
+            f"{dataset_id}; a contributing co-owner stays, since versions pay it by its rows"
+        )
+    session.delete(membership)
+    audit.record(
+        session,
+        actor_organization_id=actor.organization_id,
+        action="dataset_owner.removed",
+        object_type="dataset",
+        object_id=dataset_id,
+        organization_id=organization_id,
+        status=membership.status,
+    )
+    session.commit()
+
+
+def contributions_from_shards(
+    paths: Iterable[Path], organization_ids: Mapping[str, str]
+) -> dict[str, int]:
+    """Rows per contributing organisation id, counted from the shards' provenance.
+
+    ``_contributor`` holds each row's organisation name; ``organization_ids`` maps the names of
+    the run's contributors to their ids. A name outside it means the rows are not what the run
+    was given, so it raises rather than pay someone by guess.
+    """
+    counts: Counter[str] = Counter()
+    for path in paths:
+        column = pq.read_table(path, columns=[CONTRIBUTOR_COLUMN]).column(CONTRIBUTOR_COLUMN)
+        for entry in column.value_counts().to_pylist():
+            name, rows = entry["values"], entry["counts"]
+            if name not in organization_ids:
+                raise CurationError(f"{path.name}: rows of unknown contributor {name!r}")
+            counts[organization_ids[name]] += rows
+    return dict(counts)
 
 
 def add_upload(
@@ -101,7 +336,7 @@ def add_upload(
     except InvalidInputError as error:
         raise InvalidRequestError(str(error)) from error
     dataset = get_owned_dataset(session, actor=actor, dataset_id=dataset_id)
-    if dataset.organization_id != actor.organization_id:
+    if not is_owner(session, dataset, actor.organization_id):  # operators read, owners upload
         raise NotFoundError("dataset", dataset_id)
     session.commit()  # end the read transaction before the (possibly slow) object-store write
     stored = store.put_file(path)
@@ -128,6 +363,7 @@ def add_upload(
         object_id=upload.id,
         sha256=stored.sha256,
         num_rows=summary.num_rows,
+        dataset_id=dataset.id,
     )
     session.commit()
     return upload
@@ -179,7 +415,7 @@ def get_visible_version(session: Session, *, actor: Principal, version_id: str) 
         raise NotFoundError("dataset version", version_id)
     dataset = session.get(Dataset, version.dataset_id)
     assert dataset is not None
-    if dataset.organization_id == actor.organization_id or actor.is_operator:
+    if actor.is_operator or is_owner(session, dataset, actor.organization_id):
         return version
     listed = session.scalar(
         select(Listing.id)
@@ -211,7 +447,7 @@ def list_visible_versions(
         .where(DatasetVersion.dataset_id == dataset_id)
         .order_by(DatasetVersion.number)
     )
-    if dataset.organization_id != actor.organization_id and not actor.is_operator:
+    if not actor.is_operator and not is_owner(session, dataset, actor.organization_id):
         listed = select(Listing.version_id).where(Listing.status == "listed")
         entitled = select(Entitlement.version_id).where(
             Entitlement.organization_id == actor.organization_id
@@ -223,11 +459,12 @@ def list_visible_versions(
 def version_file_for_download(
     session: Session, *, actor: Principal, version_id: str, path: str
 ) -> tuple[DatasetVersion, dict[str, object]]:
-    """The file record a caller may download: owners always, buyers with a download entitlement."""
+    """The file record a caller may download: owners (co-owners too) always, buyers with a
+    download entitlement."""
     version = get_visible_version(session, actor=actor, version_id=version_id)
     dataset = session.get(Dataset, version.dataset_id)
     assert dataset is not None
-    if dataset.organization_id != actor.organization_id and (
+    if not is_owner(session, dataset, actor.organization_id) and (
         active_entitlement(
             session, organization_id=actor.organization_id, version_id=version_id, use="download"
         )
