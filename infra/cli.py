@@ -15,8 +15,10 @@ import typer
 from rich.console import Console
 
 from curation.cli import curate
+from curation.review_cli import review_app
 from dataset_cards.cli import card_app
 from infra.config import get_settings
+from training_jobs.cli import model_card_app
 
 app = typer.Typer(help="aidx: an exchange for AI training data.", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
@@ -26,8 +28,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(cert_app, name="cert")
 app.add_typer(audit_app, name="audit")
 app.add_typer(card_app, name="card")
+app.add_typer(review_app, name="review")
 models_app = typer.Typer(help="The base-model registry of governed training.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(model_card_app, name="model-card")
 app.command("curate")(curate)
 console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)

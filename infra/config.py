@@ -67,6 +67,16 @@ class Settings(BaseSettings):
     # Governed training: the release gate's thresholds (training_jobs.release_checks.ReleasePolicy
     # fields, e.g. AIDX_RELEASE_POLICY='{"max_membership_auc": 0.7}'); empty means the defaults.
     release_policy: dict[str, Any] = Field(default_factory=dict)
+    # Governed training jobs: a worker holds a job's lease while it runs it, renewing it every
+    # quarter of its length; a lease that ran out means the worker was lost, and the job resumes
+    # from its last checkpoint on another worker (at most `training_max_attempts` runs).
+    training_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    training_max_attempts: int = Field(default=5, ge=1, le=100)
+    # Seconds of training a job may use over all its runs: past the soft limit it stops between
+    # two steps and fails (time_limit_exceeded); the hard limit kills the run.
+    training_soft_time_limit_seconds: float = Field(default=6 * 3600, gt=0)
+    training_time_limit_seconds: float = Field(default=6 * 3600 + 900, gt=0)
+    training_checkpoints_kept: int = Field(default=3, ge=1, le=1000)
 
     # Secrets
     secret_key: SecretStr = SecretStr(DEVELOPMENT_SECRET)

@@ -82,10 +82,20 @@ def _begin_immediate(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-_ENGINES: dict[tuple[str, bool], Engine] = {}
+def _begin_deferred(connection: Any) -> None:
+    """A read-only transaction: a WAL snapshot that takes no lock, so reads run side by side."""
+    connection.exec_driver_sql("BEGIN")
 
 
-def _build_engine(url: str, echo: bool) -> Engine:
+_ENGINES: dict[tuple[str, bool, bool], Engine] = {}
+
+# PostgreSQL connections per process: as many as the threads that serve requests (AnyIO's
+# default limit is 40), so a burst of requests never waits on the pool.
+POOL_SIZE = 10
+POOL_OVERFLOW = 30
+
+
+def _build_engine(url: str, echo: bool, readonly: bool = False) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -94,19 +104,32 @@ def _build_engine(url: str, echo: bool) -> Engine:
             url, echo=echo, poolclass=NullPool, connect_args={"check_same_thread": False}
         )
         event.listen(engine, "connect", _on_sqlite_connect)
-        event.listen(engine, "begin", _begin_immediate)
+        event.listen(engine, "begin", _begin_deferred if readonly else _begin_immediate)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    if readonly:
+        # One pool per URL: the read-only sessions share the read-write engine's pool.
+        return get_engine_for(url, echo, readonly=False)
+    return create_engine(
+        url, echo=echo, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW
+    )
 
 
-def get_engine(settings: Settings | None = None) -> Engine:
-    """The engine for the configured URL, built on first use and cached per URL."""
-    settings = settings or get_settings()
-    key = (settings.resolved_database_url, settings.database_echo)
+def get_engine_for(url: str, echo: bool, *, readonly: bool) -> Engine:
+    key = (url, echo, readonly)
     engine = _ENGINES.get(key)
     if engine is None:
         engine = _ENGINES[key] = _build_engine(*key)
     return engine
+
+
+def get_engine(settings: Settings | None = None, *, readonly: bool = False) -> Engine:
+    """The engine for the configured URL, built on first use and cached per URL.
+
+    ``readonly`` engines are for sessions that only read: on SQLite their transactions start
+    deferred (a snapshot, no lock) instead of taking the write lock at once.
+    """
+    settings = settings or get_settings()
+    return get_engine_for(settings.resolved_database_url, settings.database_echo, readonly=readonly)
 
 
 def dispose_engines() -> None:
@@ -116,14 +139,19 @@ def dispose_engines() -> None:
     _ENGINES.clear()
 
 
-def session_factory(settings: Settings | None = None) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(settings), expire_on_commit=False)
+def session_factory(
+    settings: Settings | None = None, *, readonly: bool = False
+) -> sessionmaker[Session]:
+    return sessionmaker(bind=get_engine(settings, readonly=readonly), expire_on_commit=False)
 
 
 @contextmanager
-def session_scope(settings: Settings | None = None) -> Iterator[Session]:
-    """A session whose transaction the caller commits; rolled back on error, always closed."""
-    session = session_factory(settings)()
+def session_scope(settings: Settings | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """A session whose transaction the caller commits; rolled back on error, always closed.
+
+    ``readonly`` sessions must not write: on SQLite they hold a snapshot, not the write lock.
+    """
+    session = session_factory(settings, readonly=readonly)()
     try:
         yield session
     except BaseException:

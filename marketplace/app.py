@@ -24,7 +24,10 @@ from marketplace.api import (
     ledger,
     licenses,
     listings,
+    offers,
+    orders,
     organizations,
+    reviews,
     system,
     training_jobs,
 )
@@ -37,10 +40,13 @@ ROUTER_MODULES = (
     datasets,
     cards,
     listings,
+    offers,
+    orders,
     licenses,
     ledger,
     training_jobs,
     fine_tuning,
+    reviews,
     hf,
 )
 

@@ -68,6 +68,39 @@ class AidxClient:
     def create_organization(self, name: str, roles: list[str]) -> dict[str, Any]:
         return dict(self.request("POST", "/v1/organizations", json={"name": name, "roles": roles}))
 
+    def create_user(
+        self,
+        organization_id: str,
+        *,
+        name: str,
+        email: str,
+        roles: list[str],
+        is_admin: bool = False,
+    ) -> dict[str, Any]:
+        body = {"name": name, "email": email, "roles": roles, "is_admin": is_admin}
+        return dict(self.request("POST", f"/v1/organizations/{organization_id}/users", json=body))
+
+    def create_api_key(
+        self,
+        organization_id: str,
+        *,
+        name: str = "default",
+        scopes: list[str] | None = None,
+        user_id: str | None = None,
+        expires_at: str | None = None,
+    ) -> dict[str, Any]:
+        """Issue a key (scoped, optionally for a user, optionally expiring); ``api_key`` is the
+        secret, shown only in this answer."""
+        body: dict[str, Any] = {"name": name}
+        for field, value in (("scopes", scopes), ("user_id", user_id), ("expires_at", expires_at)):
+            if value is not None:
+                body[field] = value
+        path = f"/v1/organizations/{organization_id}/api-keys"
+        return dict(self.request("POST", path, json=body))
+
+    def revoke_api_key(self, key_id: str) -> dict[str, Any]:
+        return dict(self.request("DELETE", f"/v1/api-keys/{key_id}"))
+
     # Datasets ------------------------------------------------------------------------------
 
     def create_dataset(self, **fields: Any) -> dict[str, Any]:
@@ -146,15 +179,80 @@ class AidxClient:
         return dict(self.request("GET", "/v1/catalog", params={"q": q} if q else None))
 
     def license(
-        self, listing_id: str, *, idempotency_key: str | None = None, uses: list[str] | None = None
+        self,
+        listing_id: str,
+        *,
+        idempotency_key: str | None = None,
+        uses: list[str] | None = None,
+        offer_id: str | None = None,
     ) -> dict[str, Any]:
+        """The one-step purchase under a public, automatically approved offer."""
         body: dict[str, Any] = {"listing_id": listing_id}
         if uses is not None:
             body["uses"] = uses
+        if offer_id is not None:
+            body["offer_id"] = offer_id
         key = idempotency_key or uuid.uuid4().hex
         return dict(
             self.request("POST", "/v1/licenses", json=body, headers={"Idempotency-Key": key})
         )
+
+    # Offers and orders ---------------------------------------------------------------------
+
+    def create_offer(self, listing_id: str, **fields: Any) -> dict[str, Any]:
+        return dict(self.request("POST", f"/v1/listings/{listing_id}/offers", json=fields))
+
+    def offers(self, listing_id: str) -> list[dict[str, Any]]:
+        return list(self.request("GET", f"/v1/listings/{listing_id}/offers")["data"])
+
+    def withdraw_offer(self, listing_id: str, offer_id: str, reason: str) -> dict[str, Any]:
+        path = f"/v1/listings/{listing_id}/offers/{offer_id}/withdraw"
+        return dict(self.request("POST", path, json={"reason": reason}))
+
+    def place_order(
+        self,
+        offer_id: str,
+        verification: dict[str, str],
+        *,
+        uses: list[str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """An access request with the verification form (company, use_case, country)."""
+        body: dict[str, Any] = {"offer_id": offer_id, "verification": verification}
+        if uses is not None:
+            body["uses"] = uses
+        key = idempotency_key or uuid.uuid4().hex
+        return dict(self.request("POST", "/v1/orders", json=body, headers={"Idempotency-Key": key}))
+
+    def decide_order(self, order_id: str, decision: str, reason: str) -> dict[str, Any]:
+        body = {"decision": decision, "reason": reason}
+        return dict(self.request("POST", f"/v1/orders/{order_id}/decision", json=body))
+
+    def order_contract(self, order_id: str) -> dict[str, Any]:
+        return dict(self.request("GET", f"/v1/orders/{order_id}/contract"))
+
+    def accept_contract(self, order_id: str, contract_sha256: str) -> dict[str, Any]:
+        body = {"contract_sha256": contract_sha256}
+        return dict(self.request("POST", f"/v1/orders/{order_id}/acceptances", json=body))
+
+    def file_order(self, order_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Ask the exchange to file the accepted contract and settle it."""
+        key = idempotency_key or uuid.uuid4().hex
+        return dict(
+            self.request("POST", f"/v1/orders/{order_id}/filing", headers={"Idempotency-Key": key})
+        )
+
+    def renew(self, license_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        key = idempotency_key or uuid.uuid4().hex
+        return dict(
+            self.request(
+                "POST", f"/v1/licenses/{license_id}/renewals", headers={"Idempotency-Key": key}
+            )
+        )
+
+    def revoke_entitlement(self, entitlement_id: str, reason: str) -> dict[str, Any]:
+        path = f"/v1/entitlements/{entitlement_id}/revoke"
+        return dict(self.request("POST", path, json={"reason": reason}))
 
     def certificate(self, license_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/v1/licenses/{license_id}/certificate"))

@@ -5,8 +5,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    inspect,
+)
+from sqlalchemy.orm import Mapped, mapped_column, object_session
 
 from infra.db import Base, UTCDateTime, utcnow
 
@@ -23,16 +35,25 @@ class Organization(Base):
 
 
 class ApiKey(Base):
-    """An API key; only a hash of the secret is kept, the prefix finds the row."""
+    """An API key; only a hash of the secret is kept, the prefix finds the row.
+
+    A key belongs to a user (``user_id``) or, with no user, to the organisation itself (its first
+    key and keys made before users existed). ``scopes`` narrows what the key may do (``["*"]``:
+    every scope, see ``marketplace.security.SCOPES``); an expired or revoked key is refused.
+    """
 
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
     name: Mapped[str] = mapped_column(String(200))
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
@@ -88,6 +109,18 @@ class DatasetVersion(Base):
     curation_run_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    @property
+    def shares(self) -> list[dict[str, Any]]:
+        """Rows and fraction of the version per contributing organisation, largest first."""
+        total = sum(self.contributions.values())
+        return [
+            {"organization_id": organization_id, "rows": rows, "fraction": rows / total}
+            for organization_id, rows in sorted(
+                self.contributions.items(), key=lambda item: (-item[1], item[0])
+            )
+            if total > 0
+        ]
+
 
 class Listing(Base):
     __tablename__ = "listings"
@@ -137,6 +170,11 @@ class License(Base):
     idempotency_key: Mapped[str] = mapped_column(String(128))
     request_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The offer it was concluded under (None: before offers) and the plan's terms it fixed:
+    # ``price_amount`` is the one-off price or each subscription period's.
+    offer_id: Mapped[str | None] = mapped_column(ForeignKey("offers.id"), index=True)
+    plan: Mapped[str] = mapped_column(String(20), default="one_off")
+    training_price_per_million_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Entitlement(Base):
@@ -153,29 +191,57 @@ class Entitlement(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Governed training under the license: a quota of trained tokens (None: no quota) and the
+    # countries where the licensee may use the data (None: the filed contract's territory).
+    training_token_quota: Mapped[int | None] = mapped_column(BigInteger)
+    training_tokens_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    territory: Mapped[list[str] | None] = mapped_column(JSON)
 
 
 class Contract(Base):
-    """The filed contract of a license: a model contract text rendered with the deal's terms.
+    """The contract of an order: a model contract text rendered with the deal's terms.
 
-    Once filed it never changes; its SHA-256 and filing number go into the certificate.
+    Generated when the order is approved; the buyer and the seller each accept its SHA-256
+    (``ContractAcceptance``); the exchange then files it with the next filing number and links
+    the license. Once filed it never changes (updating a filed row raises); its SHA-256 and
+    filing number go into the certificate.
     """
 
     __tablename__ = "contracts"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    license_id: Mapped[str] = mapped_column(ForeignKey("licenses.id"), unique=True)
+    order_id: Mapped[str | None] = mapped_column(ForeignKey("orders.id"), unique=True)
+    license_id: Mapped[str | None] = mapped_column(ForeignKey("licenses.id"), unique=True)
     template: Mapped[str] = mapped_column(String(64))
     template_sha256: Mapped[str] = mapped_column(String(64))
     parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
     text_en: Mapped[str] = mapped_column(Text)
     text_zh: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
-    filing_number: Mapped[str] = mapped_column(String(32), unique=True)
-    seller_accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    buyer_accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    buyer_api_key_id: Mapped[str] = mapped_column(String(40))
-    filed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    generated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    filing_number: Mapped[str | None] = mapped_column(String(32), unique=True)
+    seller_accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    seller_api_key_id: Mapped[str | None] = mapped_column(String(40))
+    buyer_accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    buyer_api_key_id: Mapped[str | None] = mapped_column(String(40))
+    filed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class FiledContractError(Exception):
+    """An attempt to change a contract the exchange has filed."""
+
+
+@event.listens_for(Contract, "before_update")
+def _refuse_changes_to_filed_contracts(_mapper: Any, _connection: Any, contract: Contract) -> None:
+    filed_at = inspect(contract).attrs.filed_at.history
+    was_filed = [value for value in (*filed_at.deleted, *filed_at.unchanged) if value is not None]
+    if was_filed and object_session(contract) is not None:
+        session = object_session(contract)
+        assert session is not None
+        if session.is_modified(contract, include_collections=False):
+            raise FiledContractError(
+                f"contract {contract.id} was filed as {contract.filing_number}; it cannot change"
+            )
 
 
 class Counter(Base):
@@ -269,3 +335,127 @@ class LedgerEntry(Base):
     transaction_id: Mapped[str] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)  # minor units; credit > 0, debit < 0
+
+
+class DatasetOwner(Base):
+    """A contributor organisation invited to co-own a dataset (its lead: ``organization_id``).
+
+    Once it accepts, it sees the dataset and its versions and uploads files to it; the rows'
+    provenance sets its share of each version (``DatasetVersion.contributions``) and so of the
+    revenue. The lead alone manages the card and the listings.
+    """
+
+    __tablename__ = "dataset_owners"
+    __table_args__ = (UniqueConstraint("dataset_id", "organization_id"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))  # invited | accepted
+    invited_by: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    accepted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class User(Base):
+    """A person of an organisation, holding a subset of its roles; API keys act for a user.
+
+    An organisation admin (``is_admin``) manages the organisation's users and keys. A disabled
+    user's keys are refused from the next request on.
+    """
+
+    __tablename__ = "users"
+    __table_args__ = (UniqueConstraint("organization_id", "email"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Offer(Base):
+    """A plan a listing is sold under: free, one-off, subscription or metered per token.
+
+    Public, or private to one buyer organisation. Its terms never change; a seller withdraws an
+    offer and makes another. ``is_default``: the listing's own price fields as a public offer.
+    """
+
+    __tablename__ = "offers"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    listing_id: Mapped[str] = mapped_column(ForeignKey("listings.id"), index=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    plan: Mapped[str] = mapped_column(String(20))  # free | one_off | subscription | metered
+    price_amount: Mapped[int] = mapped_column(BigInteger)  # one-off, or per period
+    currency: Mapped[str] = mapped_column(String(3))
+    period_unit: Mapped[str | None] = mapped_column(String(10))  # day | month (subscriptions)
+    period_length: Mapped[int | None] = mapped_column(Integer)
+    renews: Mapped[bool] = mapped_column(Boolean, default=False)
+    training_price_per_million_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    uses: Mapped[list[str]] = mapped_column(JSON)
+    delivery_mode: Mapped[str] = mapped_column(String(20))  # download | training_only
+    contract_parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    buyer_organization_id: Mapped[str | None] = mapped_column(
+        ForeignKey("organizations.id"), index=True
+    )  # set: a private offer to that buyer only
+    approval: Mapped[str] = mapped_column(String(20))  # automatic | manual
+    status: Mapped[str] = mapped_column(String(20))  # active | withdrawn
+    created_by_api_key_id: Mapped[str | None] = mapped_column(String(40))
+    withdrawn_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class Order(Base):
+    """A buyer's access request for an offer, from verification to the filed contract.
+
+    requested → approved (the contract is generated; status ``awaiting_acceptance``) or
+    ``rejected`` → ``accepted`` (by both parties) → ``filed`` (filing number, settlement, license).
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (UniqueConstraint("buyer_organization_id", "idempotency_key"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    offer_id: Mapped[str] = mapped_column(ForeignKey("offers.id"), index=True)
+    listing_id: Mapped[str] = mapped_column(ForeignKey("listings.id"))
+    version_id: Mapped[str] = mapped_column(ForeignKey("dataset_versions.id"))
+    buyer_organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    seller_organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"), index=True)
+    uses: Mapped[list[str]] = mapped_column(JSON)
+    verification: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # company, use_case, country
+    status: Mapped[str] = mapped_column(String(30), index=True)
+    decision_reason: Mapped[str] = mapped_column(Text, default="")
+    decided_by: Mapped[str | None] = mapped_column(ForeignKey("organizations.id"))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    license_id: Mapped[str | None] = mapped_column(ForeignKey("licenses.id"), unique=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    filing_idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ContractAcceptance(Base):
+    """One party's acceptance of a contract: who, when, and the SHA-256 of the text it accepted.
+
+    ``basis``: ``explicit`` (the party accepted this text), ``purchase`` (the buyer's one-step
+    purchase request), ``standing_offer`` (the seller's public, automatically approved offer).
+    """
+
+    __tablename__ = "contract_acceptances"
+    __table_args__ = (UniqueConstraint("contract_id", "party"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    contract_id: Mapped[str] = mapped_column(ForeignKey("contracts.id"), index=True)
+    party: Mapped[str] = mapped_column(String(10))  # buyer | seller
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    api_key_id: Mapped[str | None] = mapped_column(String(40))
+    contract_sha256: Mapped[str] = mapped_column(String(64))
+    basis: Mapped[str] = mapped_column(String(20))
+    accepted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,10 +1,10 @@
-"""Settlement (top-ups, payouts, statements, the trial balance) and the audit chain's check."""
+"""Settlement (top-ups, payouts, statements, the trial balance) and the audit trail."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 
 from marketplace import schemas
@@ -81,3 +81,30 @@ def verify_audit_chain(
         raise PermissionDeniedError("only the operator, auditors and regulators may verify")
     report = audit.verify_chain(session)
     return schemas.AuditChainPublic(intact=report.intact, **report.__dict__)
+
+
+@router.get("/v1/audit/events")
+def list_audit_events(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    after_seq: Annotated[int, Query(ge=0, description="events after this sequence number")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    object_type: Annotated[str | None, Query(max_length=40)] = None,
+    object_id: Annotated[str | None, Query(max_length=40)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+) -> list[schemas.AuditEventPublic]:
+    """The audit trail in chain order, a page at a time (operator, auditors, regulators).
+
+    Each event carries ``prev_hash`` and ``hash``, so a reader can check the links it is given.
+    """
+    if not principal.roles.intersection(ledger.READERS):
+        raise PermissionDeniedError("only the operator, auditors and regulators may read the trail")
+    events = audit.list_events(
+        session,
+        after_seq=after_seq,
+        limit=limit,
+        object_type=object_type,
+        object_id=object_id,
+        action=action,
+    )
+    return [schemas.AuditEventPublic.model_validate(event) for event in events]

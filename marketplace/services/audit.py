@@ -112,3 +112,23 @@ def verify_chain(session: Session) -> ChainReport:
     if head is not None and (head.seq, head.hash) != (expected_seq - 1, expected_prev):
         return ChainReport(count, expected_prev, expected_seq, "events after the last are missing")
     return ChainReport(count, expected_prev, None, None)
+
+
+def list_events(
+    session: Session,
+    *,
+    after_seq: int = 0,
+    limit: int = 100,
+    object_type: str | None = None,
+    object_id: str | None = None,
+    action: str | None = None,
+) -> list[AuditEvent]:
+    """Events in chain order after ``after_seq``, optionally of one object or action."""
+    query = select(AuditEvent).where(AuditEvent.seq > after_seq)
+    if object_type is not None:
+        query = query.where(AuditEvent.object_type == object_type)
+    if object_id is not None:
+        query = query.where(AuditEvent.object_id == object_id)
+    if action is not None:
+        query = query.where(AuditEvent.action == action)
+    return list(session.scalars(query.order_by(AuditEvent.seq).limit(limit)))

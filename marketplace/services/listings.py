@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from curation.review import review_checklist_item
 from dataset_cards import service as cards
 from infra.db import new_id, utcnow
 from marketplace.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -145,6 +146,7 @@ def review_checklist(session: Session, listing: Listing) -> list[dict[str, Any]]
             "passed": None,
             "detail": "no quality evaluation recorded for this version",
         },
+        review_checklist_item(session, version_id=listing.version_id),
     ]
 
 
