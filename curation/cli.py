@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -32,7 +32,9 @@ from curation.errors import CurationError, InterruptedRunError
 from curation.executors import (
     ROWS_PER_FILE,
     ROWS_PER_SHARD,
+    CeleryExecutor,
     CurationResult,
+    Executor,
     InputFile,
     LocalExecutor,
     StageProgress,
@@ -65,6 +67,14 @@ def curate(
     rows_per_file: Annotated[
         int, typer.Option("--rows-per-file", min=1, help="Rows per output Parquet file.")
     ] = ROWS_PER_FILE,
+    executor: Annotated[
+        Literal["local", "celery"],
+        typer.Option(
+            "--executor",
+            help="local: processes on this machine; celery: one task per shard on the "
+            "`curation` queue of `aidx worker`s, sharing work through the object store.",
+        ),
+    ] = "local",
 ) -> None:
     """Curate INPUT files with RECIPE into --out: Parquet shards, exclusions and a report."""
     try:
@@ -80,7 +90,9 @@ def curate(
     staging = out / f".aidx-curate-{key}"
     work, publish = staging / "work", staging / "publish"
     try:
-        result = _run(files, publish, work, recipe_body, processes, rows_per_shard, rows_per_file)
+        result = _run(
+            files, publish, work, recipe_body, processes, rows_per_shard, rows_per_file, executor
+        )
         from curation.report import write_quality_report
 
         report_files = write_quality_report(result, publish)
@@ -122,6 +134,7 @@ def _run(
     processes: int | None,
     rows_per_shard: int,
     rows_per_file: int,
+    executor_name: str = "local",
 ) -> CurationResult:
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -141,7 +154,11 @@ def _run(
                 tasks[state.stage] = progress.add_task(label, total=state.total, rows=0)
             progress.update(tasks[state.stage], completed=state.done, rows=f"{state.rows_out:,}")
 
-        executor = LocalExecutor(processes=processes, progress=show)
+        executor: Executor = (
+            CeleryExecutor(progress=show)
+            if executor_name == "celery"
+            else LocalExecutor(processes=processes, progress=show)
+        )
         return executor.run(
             files,
             publish,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -185,6 +187,31 @@ def test_celery_run_matches_a_local_run_and_resumes(embedded: Deployment, tmp_pa
     assert [(s.stage, s.done, s.total) for s in seen if s.kind == "merge"] == [
         (2, 0, 1), (2, 1, 1), (2, 0, 1), (2, 1, 1),
     ]  # fmt: skip
+
+
+def test_cli_curates_on_celery_workers_as_it_does_locally(
+    embedded: Deployment, tmp_path: Path
+) -> None:
+    inputs = [str(DATA / "gsm8k_train.jsonl"), str(DATA / "gsm8k_test.jsonl")]
+
+    def curate(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "infra.cli", "curate", "default", *inputs,
+                   "--out", str(out), "--rows-per-shard", "2000", *extra]  # fmt: skip
+        return subprocess.run(
+            command, env=embedded.env, cwd=embedded.workdir, capture_output=True, text=True,
+            timeout=300, check=False,
+        )  # fmt: skip
+
+    local = curate(tmp_path / "local", "--processes", "1")
+    with embedded.worker("curation"):
+        remote = curate(tmp_path / "celery", "--executor", "celery")
+    refused = curate(tmp_path / "nowhere", "--executor", "kubernetes")
+
+    assert local.returncode == 0, local.stderr
+    assert remote.returncode == 0, remote.stderr
+    assert digests(tmp_path / "celery") == digests(tmp_path / "local") != {}
+    assert "(shards)" in remote.stdout  # the progress bars of the shard stage
+    assert refused.returncode != 0 and "kubernetes" in refused.stderr
 
 
 @pytest.mark.parametrize("exchange", ["embedded"], indirect=True)
