@@ -49,6 +49,7 @@ def licensed(
         "version": run["version_id"],
         "buyer_key": buyer["api_key"]["api_key"],
         "outsider_key": outsider["api_key"]["api_key"],
+        "operator_key": operator_key,
     }
 
 
@@ -250,3 +251,63 @@ def test_the_openai_client_sees_clear_errors(exchange: Exchange, licensed: dict[
         pytest.raises(openai.AuthenticationError),
     ):
         client.fine_tuning.jobs.list()
+
+
+def test_territory_and_training_quota_of_the_license_are_enforced(
+    exchange: Exchange, licensed: dict[str, Any], gsm8k_train: Path, tmp_path: Path
+) -> None:
+    """A license for use in China only, with a token quota: jobs outside it, or over it, fail."""
+    rows = tmp_path / "rows.jsonl"
+    rows.write_bytes(b"".join(gsm8k_train.read_bytes().splitlines(keepends=True)[200:320]))
+    operator_key = licensed["operator_key"]
+    with exchange.client(operator_key) as operator:
+        seller = operator.create_organization("Territorial Seller", ["contributor"])
+        buyer = operator.create_organization("Territorial Lab", ["buyer"])
+    with exchange.client(seller["api_key"]["api_key"]) as client:
+        dataset = client.create_dataset(name="gsm8k-cn-only", license="mit")
+        client.upload(dataset["id"], rows)
+        run = client.start_curation(dataset["id"])
+        run = client.wait_for(f"/v1/curation-runs/{run['id']}", done=("succeeded", "failed"))
+        version = client.version(run["version_id"])
+        client.update_card(version["id"], CARD_FACTS)
+        # One 1-epoch job at batch size 8 reserves steps x 8 x 256 tokens; the quota holds one
+        # such job and a half.
+        one_job = -(-version["num_rows"] // 8) * 8 * 256
+        quota = one_job * 3 // 2
+        listing = client.submit_listing(
+            version_id=version["id"], title="cn only", price_amount=0, allowed_uses=["training"],
+            contract_parameters={"territory": ["CN"], "training_token_quota": quota},
+        )  # fmt: skip
+    with exchange.client(operator_key) as operator:
+        operator.review_listing(listing["id"], "approve")
+    with exchange.client(buyer["api_key"]["api_key"]) as client:
+        license_ = client.license(listing["id"], idempotency_key=uuid.uuid4().hex)
+        contract = client.request("GET", f"/v1/licenses/{license_['id']}/contract")
+    assert f"at most {quota} tokens" in contract["text_en"]
+    small = {"type": "supervised",
+             "supervised": {"hyperparameters": {"n_epochs": 1, "batch_size": 8}}}  # fmt: skip
+
+    def refused(client: openai.OpenAI, **request: Any) -> openai.APIStatusError:
+        with pytest.raises(openai.APIStatusError) as error:
+            client.fine_tuning.jobs.create(
+                model="aidx-tiny", training_file=version["id"], method=small, **request
+            )
+        assert 400 <= error.value.status_code < 500
+        return error.value
+
+    with client_for(exchange, buyer["api_key"]["api_key"]) as client:
+        nowhere = refused(client)
+        abroad = refused(client, extra_body={"country": "US"})
+        assert (nowhere.code, nowhere.param) == ("country_required", "country")
+        assert (abroad.code, abroad.param) == ("outside_territory", "country")
+        assert "US is outside" in str(abroad)
+        job = client.fine_tuning.jobs.create(
+            model="aidx-tiny", training_file=version["id"], method=small,
+            extra_body={"country": "CN"},
+        )  # fmt: skip
+        # The first job reserves its most tokens: a second one no longer fits the quota.
+        over = refused(client, extra_body={"country": "CN"})
+        assert over.code == "quota_exceeded" and f"of {quota} left" in str(over)
+        client.fine_tuning.jobs.cancel(job.id)
+        assert len(client.fine_tuning.jobs.list(limit=100).data) == 1
+        wait_until(client, job.id, FINAL)
