@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from curation.review import review_checklist_item
@@ -182,32 +181,3 @@ def get_listing(session: Session, *, actor: Principal, listing_id: str) -> Listi
     ):
         raise NotFoundError("listing", listing_id)
     return listing
-
-
-def list_listings(
-    session: Session,
-    *,
-    actor: Principal,
-    status: str | None,
-    query: str | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[Listing], int]:
-    """The catalog (``status=listed``, anyone) or the review queue (other states)."""
-    statement = select(Listing)
-    if status is not None:
-        statement = statement.where(Listing.status == status)
-    if status != "listed" and not actor.is_operator:
-        statement = statement.where(
-            or_(Listing.organization_id == actor.organization_id, Listing.status == "listed")
-        )
-    if query:
-        pattern = f"%{query.lower()}%"
-        statement = statement.where(
-            or_(func.lower(Listing.title).like(pattern), func.lower(Listing.summary).like(pattern))
-        )
-    count = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
-    rows = session.scalars(
-        statement.order_by(Listing.created_at.desc(), Listing.id).limit(limit).offset(offset)
-    )
-    return list(rows), count
