@@ -634,9 +634,7 @@ def _execute(run: Run, store: ObjectStore) -> str:
             scratch_dir = Path(scratch)
             table = _read_version(store, version, scratch_dir)
             if not validated:
-                report = validate_table(
-                    table, load_base_tokenizer(params.base_model), max_seq_len=params.max_seq_len
-                )
+                report = _validation_of(version.content_hash, table, params)
                 if not _record_validation(run, report):
                     return _status_of(settings, job_id)
             if not _transition(run, frm=RUNNABLE, to="running"):
@@ -739,6 +737,24 @@ def _gate_refusal(session: Session, job: TrainingJob) -> str | None:
     except JobRequestError as error:
         return error.message
     return None
+
+
+# Validation reports by (version content hash, base model, max_seq_len): a version's rows are
+# immutable, so a worker validates them once per tokenizer and length, not once per job.
+_VALIDATIONS: dict[tuple[str, str, int], ValidationReport] = {}
+_VALIDATIONS_KEPT = 32
+
+
+def _validation_of(content_hash: str, table: pa.Table, params: TrainingParams) -> ValidationReport:
+    key = (content_hash, repr(params.base_model), params.max_seq_len)
+    report = _VALIDATIONS.get(key)
+    if report is None:
+        tokenizer = load_base_tokenizer(params.base_model)
+        report = validate_table(table, tokenizer, max_seq_len=params.max_seq_len)
+        while len(_VALIDATIONS) >= _VALIDATIONS_KEPT:
+            _VALIDATIONS.pop(next(iter(_VALIDATIONS)))
+        _VALIDATIONS[key] = report
+    return report
 
 
 def _record_validation(run: Run, report: ValidationReport) -> bool:

@@ -107,3 +107,19 @@ def test_long_problem_lists_are_capped_but_counted() -> None:
 
     assert len(report.problems) == 100 and report.problems_not_listed == 50
     assert report.invalid_rows == 150
+
+
+def test_a_worker_validates_a_version_once_per_tokenizer_and_length() -> None:
+    from training_jobs.runner import TrainingParams
+    from training_jobs.service import _validation_of
+
+    table = pa_json.read_json(GSM8K_TRAIN).slice(0, 20)
+    params = TrainingParams(max_seq_len=128)  # the tiny model: the byte tokenizer
+    longer = params.model_copy(update={"max_seq_len": 256})
+
+    first = _validation_of("c" * 64, table, params)
+
+    assert _validation_of("c" * 64, table, params) is first
+    assert first == report_of(table, max_seq_len=128)
+    assert _validation_of("c" * 64, table, longer) is not first
+    assert _validation_of("d" * 64, table, params) is not first
