@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from dataset_cards.licenses import AllowedUse
 from marketplace import schemas
 from marketplace.api.deps import CurrentPrincipal, ReadSessionDep, SessionDep, StoreDep
+from marketplace.models import Listing
 from marketplace.services import catalog as catalog_service
 from marketplace.services import listings, preview
 
@@ -106,7 +107,7 @@ def list_listings(
     )
 
 
-@router.get("/v1/catalog")
+@router.get("/v1/catalog", response_model=schemas.ListingsPublic)
 def catalog(
     session: ReadSessionDep,
     principal: CurrentPrincipal,
@@ -123,16 +124,22 @@ def catalog(
     sort: Annotated[catalog_service.Sort, Query()] = "relevance",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> schemas.ListingsPublic:
+) -> Response:
     """Listed datasets: full-text search over their cards, facets, sorting and pages."""
     filters = catalog_service.Filters(
         license=license, allowed_use=allowed_use, language=language, task=task,
         min_rows=min_rows, max_rows=max_rows, min_price=min_price, max_price=max_price,
         currency=currency,
     )  # fmt: skip
-    rows, count = catalog_service.search(
-        session, query=q, filters=filters, sort=sort, limit=limit, offset=offset
-    )
-    return schemas.ListingsPublic(
+    body = catalog_service.search_body(
+        session, query=q, filters=filters, sort=sort, limit=limit, offset=offset,
+        render=_render_listings,
+    )  # fmt: skip
+    return Response(content=body, media_type="application/json")
+
+
+def _render_listings(rows: list[Listing], count: int) -> bytes:
+    page = schemas.ListingsPublic(
         data=[schemas.ListingPublic.model_validate(row) for row in rows], count=count
     )
+    return page.model_dump_json().encode()

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import astuple, dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -46,6 +46,7 @@ Sort = Literal["relevance", "newest", "price_asc", "price_desc", "size_desc"]
 FTS_TABLE = "listing_search"
 FTS = table(FTS_TABLE, column("listing_id"), column("body"), column("rank"))  # SQLite FTS5
 GENERATION = "catalog_generation"  # a Counter row, made by migration 0011
+PageT = TypeVar("PageT")
 CACHED_PAGES = 2048
 
 
@@ -59,16 +60,16 @@ def _count_listing_changes(session: Session, _flush: UOWTransaction, _instances:
         )
 
 
-class _PageCache:
-    """Recent pages (ids, count) of one catalog generation, least recently used dropped first."""
+class _PageCache(Generic[PageT]):
+    """Recent pages of one catalog generation, least recently used dropped first."""
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._generation: int | None = None
-        self._pages: OrderedDict[Hashable, tuple[list[str], int]] = OrderedDict()
+        self._pages: OrderedDict[Hashable, PageT] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, generation: int, key: Hashable) -> tuple[list[str], int] | None:
+    def get(self, generation: int, key: Hashable) -> PageT | None:
         with self._lock:
             if generation != self._generation:
                 self._generation = generation
@@ -79,7 +80,7 @@ class _PageCache:
                 self._pages.move_to_end(key)
             return page
 
-    def put(self, generation: int, key: Hashable, page: tuple[list[str], int]) -> None:
+    def put(self, generation: int, key: Hashable, page: PageT) -> None:
         with self._lock:
             if generation != self._generation:
                 return
@@ -88,7 +89,8 @@ class _PageCache:
                 self._pages.popitem(last=False)
 
 
-_pages = _PageCache(CACHED_PAGES)
+_pages: _PageCache[tuple[list[str], int]] = _PageCache(CACHED_PAGES)  # ids and count
+_bodies: _PageCache[bytes] = _PageCache(CACHED_PAGES)  # rendered response bodies
 
 
 def _facet(values: list[str]) -> str:
@@ -288,6 +290,34 @@ def search(
     statement = _filtered(select(Listing).where(Listing.status == "listed"), filters)
     key = ("catalog", query, astuple(filters), sort, limit, offset)
     return _cached_page(session, key, statement, query, sort=sort, limit=limit, offset=offset)
+
+
+def search_body(
+    session: Session,
+    *,
+    query: str | None,
+    filters: Filters,
+    sort: Sort,
+    limit: int,
+    offset: int,
+    render: Callable[[list[Listing], int], bytes],
+) -> bytes:
+    """The catalog page :func:`search` gives, as ``render`` writes it, cached with the pages.
+
+    The catalog is the same for every caller, so a page is rendered once per generation and
+    answered from memory until a listing changes.
+    """
+    key = ("catalog", query, astuple(filters), sort, limit, offset)
+    generation = session.scalar(select(Counter.value).where(Counter.name == GENERATION))
+    body = _bodies.get(generation, key) if generation is not None else None
+    if body is None:
+        rows, count = search(
+            session, query=query, filters=filters, sort=sort, limit=limit, offset=offset
+        )
+        body = render(rows, count)
+        if generation is not None:
+            _bodies.put(generation, key, body)
+    return body
 
 
 def list_listings(

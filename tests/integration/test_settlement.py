@@ -402,6 +402,8 @@ def test_review_records_the_checklist_and_delisting_stops_new_sales_only(
     ) as buyer:
         refused = buyer.post(f"/v1/listings/{listing['id']}/delist", json={"reason": "mine"})
         assert refused.status_code == 404  # not the buyer's to delist
+        catalog_ids = [entry["id"] for entry in buyer.get("/v1/catalog?q=delist").json()["data"]]
+        assert listing["id"] in catalog_ids  # and the page is now in the catalog's cache
     with exchange.client(market["contributor_key"]) as seller:
         delisted = seller.request(
             "POST", f"/v1/listings/{listing['id']}/delist", json={"reason": "superseded"}
@@ -411,6 +413,9 @@ def test_review_records_the_checklist_and_delisting_stops_new_sales_only(
         assert again.status_code == 409
     late = buy(exchange, buyer_key, listing["id"], uuid.uuid4().hex)
     assert late.status_code == 404  # no new sales
+    with exchange.client(buyer_key) as client:  # the cached page went with the change
+        after = client.request("GET", "/v1/catalog?q=delist")
+        assert listing["id"] not in [entry["id"] for entry in after["data"]]
     with exchange.client(buyer_key) as client:  # the license already concluded still works
         files = client.version(version_id)["files"]
         assert (
