@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 from sqlalchemy.types import TypeDecorator
 
 from infra.config import Settings, get_settings
@@ -100,8 +100,16 @@ def _build_engine(url: str, echo: bool, readonly: bool = False) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # Pooled: a new SQLite connection costs about a millisecond at its first statement
+        # (opening the WAL index), more than most reads. Connections are used by one thread at a
+        # time; a forked process calls `dispose_engines` before it uses the database.
         engine = create_engine(
-            url, echo=echo, poolclass=NullPool, connect_args={"check_same_thread": False}
+            url,
+            echo=echo,
+            poolclass=QueuePool,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            connect_args={"check_same_thread": False},
         )
         event.listen(engine, "connect", _on_sqlite_connect)
         event.listen(engine, "begin", _begin_deferred if readonly else _begin_immediate)
@@ -132,10 +140,11 @@ def get_engine(settings: Settings | None = None, *, readonly: bool = False) -> E
     return get_engine_for(settings.resolved_database_url, settings.database_echo, readonly=readonly)
 
 
-def dispose_engines() -> None:
-    """Close every cached engine (tests, and worker processes after a fork, call this)."""
+def dispose_engines(*, close: bool = True) -> None:
+    """Forget every cached engine (tests call this; worker processes after a fork, with
+    ``close=False``: the parent's pooled connections are the parent's to close, never a child's)."""
     for engine in _ENGINES.values():
-        engine.dispose()
+        engine.dispose(close=close)
     _ENGINES.clear()
 
 

@@ -138,7 +138,7 @@ def task(*, name: str, queue: str, idempotent: bool, **options: Any) -> Callable
 def _fresh_connections_after_fork(**_kwargs: Any) -> None:
     from infra.db import dispose_engines
 
-    dispose_engines()
+    dispose_engines(close=False)
 
 
 def enqueue(name: str, *args: Any) -> str:

@@ -23,7 +23,8 @@ from marketplace.security import ALL_SCOPES, SCOPES
 from marketplace.services.organizations import Principal, authenticate, touch_key
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
+    # async: it only reads, so it runs on the event loop rather than taking a thread
     settings: Settings = getattr(request.app.state, "settings", None) or get_settings()
     return settings
 
