@@ -36,7 +36,6 @@ import os
 import platform
 import random
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -260,39 +259,16 @@ def walk_real_trade(base_url: str, home: Path, scratch: Path) -> dict[str, str]:
 
 @contextmanager
 def bench_server(env: dict[str, str], port: int, workers: int, log: Path) -> Iterator[str]:
+    from infra.demo import serving
+
     command = [
         sys.executable, "-m", "uvicorn", "bench.catalog_load:bench_app", "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
         "--workers", str(workers),
     ]  # fmt: skip
-    import httpx
-
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, env={**os.environ, **env}, cwd=REPO_ROOT, stdout=output, stderr=output
-        )
     base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"the bench server exited; see {log}")
-            try:
-                if httpx.get(f"{base_url}/bench/bare", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the bench server did not answer; see {log}")
-            time.sleep(0.2)
+    with serving(command, env=env, log_path=log, health_url=f"{base_url}/bench/bare", timeout=60):
         yield base_url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def _drive(spec: dict[str, Any]) -> dict[str, Any]:

@@ -58,30 +58,39 @@ def running_service(
     home: Path, port: int, log_path: Path, env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """``aidx up`` in a child process; stopped with SIGINT, as a person would with Ctrl-C."""
-    env = {**os.environ, **(env or {}), "AIDX_HOME": str(home)}
+    command = [sys.executable, "-m", "infra.cli", "up", "--port", str(port)]
+    with serving(command, env={**(env or {}), "AIDX_HOME": str(home)}, log_path=log_path,
+                 health_url=f"http://127.0.0.1:{port}/healthz", timeout=120):  # fmt: skip
+        yield f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def serving(
+    command: list[str], *, env: dict[str, str], log_path: Path, health_url: str, timeout: float
+) -> Iterator[None]:
+    """Run ``command`` (a server) until ``health_url`` answers 200; SIGINT it on the way out."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "infra.cli", "up", "--port", str(port)],
-            env=env,
+            command,
+            env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO_ROOT,
         )
-    base_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
                 raise DemoFailed(f"the service exited early; see {log_path}")
             try:
-                if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                if httpx.get(health_url, timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise DemoFailed(f"the service did not answer within 120 s; see {log_path}")
+                raise DemoFailed(f"the service did not answer within {timeout:g} s; see {log_path}")
             time.sleep(0.2)
-        yield base_url
+        yield
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
