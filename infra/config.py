@@ -14,6 +14,7 @@ Nothing here opens a connection; engines and clients are built on first use else
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -98,7 +99,7 @@ class Settings(BaseSettings):
 
     @property
     def home_dir(self) -> Path:
-        return self.home.expanduser().resolve()
+        return _resolved(self.home, os.getcwd())
 
     @property
     def resolved_database_url(self) -> str:
@@ -135,6 +136,12 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_broker(self) -> bool:
         return self.resolved_broker_url.startswith("sqla+")
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved(home: Path, cwd: str) -> Path:
+    """``home`` made absolute: resolving walks the file system, so it is done once per folder."""
+    return home.expanduser().resolve()
 
 
 @functools.cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,6 +89,9 @@ def _begin_deferred(connection: Any) -> None:
 
 
 _ENGINES: dict[tuple[str, bool, bool], Engine] = {}
+# One sessionmaker per engine: each ``sessionmaker()`` call makes a new Session subclass, and the
+# first session of a new class builds its event dispatch anew (about 0.25 ms per request).
+_FACTORIES: dict[int, sessionmaker[Session]] = {}
 
 # PostgreSQL connections per process: as many as the threads that serve requests (AnyIO's
 # default limit is 40), so a burst of requests never waits on the pool.
@@ -146,12 +150,42 @@ def dispose_engines(*, close: bool = True) -> None:
     for engine in _ENGINES.values():
         engine.dispose(close=close)
     _ENGINES.clear()
+    _FACTORIES.clear()
+
+
+_COUNTER_NAME = re.compile(r"^[a-z_]{1,40}$")
+
+
+def read_counters(settings: Settings | None, names: tuple[str, ...]) -> dict[str, int]:
+    """The current values of the named rows of ``counters``, outside any session.
+
+    One statement on a pooled connection, about 10 microseconds on SQLite (a session and an
+    ORM query cost twenty times that), so a request can afford it before using what it caches.
+    Each value is the last committed one. Names are the code's own constants, never input.
+    """
+    if not names or not all(_COUNTER_NAME.match(name) for name in names):
+        raise ValueError(f"bad counter names: {names!r}")
+    listed = ", ".join(f"'{name}'" for name in names)
+    connection = get_engine(settings, readonly=True).raw_connection()
+    try:
+        cursor = connection.cursor()
+        try:
+            cursor.execute(f"SELECT name, value FROM counters WHERE name IN ({listed})")
+            return {name: int(value) for name, value in cursor.fetchall()}
+        finally:
+            cursor.close()
+    finally:
+        connection.close()  # back to the pool, rolled back there
 
 
 def session_factory(
     settings: Settings | None = None, *, readonly: bool = False
 ) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(settings, readonly=readonly), expire_on_commit=False)
+    engine = get_engine(settings, readonly=readonly)
+    factory = _FACTORIES.get(id(engine))
+    if factory is None or factory.kw["bind"] is not engine:
+        factory = _FACTORIES[id(engine)] = sessionmaker(bind=engine, expire_on_commit=False)
+    return factory
 
 
 @contextmanager

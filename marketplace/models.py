@@ -17,8 +17,9 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     inspect,
+    update,
 )
-from sqlalchemy.orm import Mapped, mapped_column, object_session
+from sqlalchemy.orm import Mapped, Session, UOWTransaction, mapped_column, object_session
 
 from infra.db import Base, UTCDateTime, utcnow
 
@@ -251,6 +252,22 @@ class Counter(Base):
 
     name: Mapped[str] = mapped_column(String(40), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+ACCESS_GENERATION = "access_generation"  # a Counter row, made by migration 0013
+
+
+@event.listens_for(Session, "before_flush")
+def _count_access_changes(session: Session, _flush: UOWTransaction, _instances: Any) -> None:
+    """A flush that writes an organisation, user or key moves the access generation on, in its
+    transaction: API processes answer a remembered key only while the generation is unchanged.
+
+    It is registered with the models, so that every process that writes them counts."""
+    changed = (*session.new, *session.dirty, *session.deleted)
+    if any(isinstance(instance, ApiKey | User | Organization) for instance in changed):
+        session.connection().execute(
+            update(Counter).where(Counter.name == ACCESS_GENERATION).values(value=Counter.value + 1)
+        )
 
 
 class Certificate(Base):

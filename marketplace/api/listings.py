@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from dataset_cards.licenses import AllowedUse
+from infra.config import Settings
+from infra.db import session_scope
 from marketplace import schemas
-from marketplace.api.deps import CurrentPrincipal, ReadSessionDep, SessionDep, StoreDep
+from marketplace.api.deps import (
+    CATALOG_GENERATION,
+    CountersDep,
+    CurrentPrincipal,
+    ReadSessionDep,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+)
 from marketplace.models import Listing
 from marketplace.services import catalog as catalog_service
 from marketplace.services import listings, preview
@@ -108,9 +119,10 @@ def list_listings(
 
 
 @router.get("/v1/catalog", response_model=schemas.ListingsPublic)
-def catalog(
-    session: ReadSessionDep,
-    principal: CurrentPrincipal,
+async def catalog(
+    settings: SettingsDep,
+    counters: CountersDep,
+    principal: CurrentPrincipal,  # authenticates; the catalog is the same for every caller
     q: Annotated[str | None, Query(max_length=200, description="Full-text search.")] = None,
     license: Annotated[str | None, Query(max_length=64)] = None,
     allowed_use: Annotated[AllowedUse | None, Query(description="License class.")] = None,
@@ -125,17 +137,28 @@ def catalog(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
-    """Listed datasets: full-text search over their cards, facets, sorting and pages."""
+    """Listed datasets: full-text search over their cards, facets, sorting and pages.
+
+    A page rendered since the catalog last changed is answered on the event loop; any other is
+    searched and rendered in the threadpool.
+    """
     filters = catalog_service.Filters(
         license=license, allowed_use=allowed_use, language=language, task=task,
         min_rows=min_rows, max_rows=max_rows, min_price=min_price, max_price=max_price,
         currency=currency,
     )  # fmt: skip
-    body = catalog_service.search_body(
-        session, query=q, filters=filters, sort=sort, limit=limit, offset=offset,
-        render=_render_listings,
-    )  # fmt: skip
+    page = {"query": q, "filters": filters, "sort": sort, "limit": limit, "offset": offset}
+    body = catalog_service.cached_body(
+        counters[CATALOG_GENERATION], catalog_service.catalog_key(**page)
+    )
+    if body is None:
+        body = await run_in_threadpool(_search_body, settings, page)
     return Response(content=body, media_type="application/json")
+
+
+def _search_body(settings: Settings, page: dict[str, Any]) -> bytes:
+    with session_scope(settings, readonly=True) as session:
+        return catalog_service.search_body(session, **page, render=_render_listings)
 
 
 def _render_listings(rows: list[Listing], count: int) -> bytes:

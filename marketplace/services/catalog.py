@@ -15,11 +15,9 @@ so a search never answers from before a committed change.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import astuple, dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal
 
 from sqlalchemy import (
     ColumnElement,
@@ -39,6 +37,7 @@ from sqlalchemy.orm import Session, UOWTransaction
 from dataset_cards import service as cards
 from dataset_cards.models import CardRevision
 from dataset_cards.schema import DatasetCard
+from infra.cache import GenerationCache
 from marketplace.models import Counter, Listing
 from marketplace.services.organizations import Principal
 
@@ -46,7 +45,6 @@ Sort = Literal["relevance", "newest", "price_asc", "price_desc", "size_desc"]
 FTS_TABLE = "listing_search"
 FTS = table(FTS_TABLE, column("listing_id"), column("body"), column("rank"))  # SQLite FTS5
 GENERATION = "catalog_generation"  # a Counter row, made by migration 0011
-PageT = TypeVar("PageT")
 CACHED_PAGES = 2048
 
 
@@ -60,37 +58,8 @@ def _count_listing_changes(session: Session, _flush: UOWTransaction, _instances:
         )
 
 
-class _PageCache(Generic[PageT]):
-    """Recent pages of one catalog generation, least recently used dropped first."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._generation: int | None = None
-        self._pages: OrderedDict[Hashable, PageT] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, generation: int, key: Hashable) -> PageT | None:
-        with self._lock:
-            if generation != self._generation:
-                self._generation = generation
-                self._pages.clear()
-                return None
-            page = self._pages.get(key)
-            if page is not None:
-                self._pages.move_to_end(key)
-            return page
-
-    def put(self, generation: int, key: Hashable, page: PageT) -> None:
-        with self._lock:
-            if generation != self._generation:
-                return
-            self._pages[key] = page
-            while len(self._pages) > self._size:
-                self._pages.popitem(last=False)
-
-
-_pages: _PageCache[tuple[list[str], int]] = _PageCache(CACHED_PAGES)  # ids and count
-_bodies: _PageCache[bytes] = _PageCache(CACHED_PAGES)  # rendered response bodies
+_pages: GenerationCache[tuple[list[str], int]] = GenerationCache(CACHED_PAGES)  # ids and count
+_bodies: GenerationCache[bytes] = GenerationCache(CACHED_PAGES)  # rendered response bodies
 
 
 def _facet(values: list[str]) -> str:
@@ -288,8 +257,20 @@ def search(
 ) -> tuple[list[Listing], int]:
     """The catalog: listed listings matching ``query`` and ``filters``, one page of them."""
     statement = _filtered(select(Listing).where(Listing.status == "listed"), filters)
-    key = ("catalog", query, astuple(filters), sort, limit, offset)
+    key = catalog_key(query=query, filters=filters, sort=sort, limit=limit, offset=offset)
     return _cached_page(session, key, statement, query, sort=sort, limit=limit, offset=offset)
+
+
+def catalog_key(
+    *, query: str | None, filters: Filters, sort: Sort, limit: int, offset: int
+) -> Hashable:
+    """What identifies one catalog page among the cached ones."""
+    return ("catalog", query, astuple(filters), sort, limit, offset)
+
+
+def cached_body(generation: int, key: Hashable) -> bytes | None:
+    """The rendered page ``key``, if it was rendered in this catalog generation."""
+    return _bodies.get(generation, key)
 
 
 def search_body(
@@ -305,9 +286,9 @@ def search_body(
     """The catalog page :func:`search` gives, as ``render`` writes it, cached with the pages.
 
     The catalog is the same for every caller, so a page is rendered once per generation and
-    answered from memory until a listing changes.
+    answered from memory (:func:`cached_body`) until a listing changes.
     """
-    key = ("catalog", query, astuple(filters), sort, limit, offset)
+    key = catalog_key(query=query, filters=filters, sort=sort, limit=limit, offset=offset)
     generation = session.scalar(select(Counter.value).where(Counter.name == GENERATION))
     body = _bodies.get(generation, key) if generation is not None else None
     if body is None:

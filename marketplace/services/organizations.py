@@ -8,6 +8,7 @@ key: it acts with all the organisation's roles and may administer it (see ``docs
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import secrets
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -16,8 +17,9 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from infra.cache import GenerationCache
 from infra.config import Settings
-from infra.db import Base, new_id, utcnow
+from infra.db import Base, new_id, session_scope, utcnow
 from marketplace import security
 from marketplace.errors import (
     AuthenticationError,
@@ -98,11 +100,27 @@ def get_owned(
     return found
 
 
-def authenticate(session: Session, presented_key: str) -> tuple[Principal, bool]:
-    """The caller behind a presented key, and whether its last use should be recorded.
+@dataclass
+class KeyGrant:
+    """What a valid key grants, and what is checked again on each use of a remembered grant."""
+
+    principal: Principal
+    expires_at: dt.datetime | None
+    used_at: dt.datetime | None  # the key's last recorded use
+
+    def check(self, now: dt.datetime) -> None:
+        if self.expires_at is not None and self.expires_at <= now:
+            raise AuthenticationError(f"the API key expired at {self.expires_at.isoformat()}")
+
+    def use_is_stale(self, now: dt.datetime) -> bool:
+        return self.used_at is None or now - self.used_at >= LAST_USED_RESOLUTION
+
+
+def authenticate(session: Session, presented_key: str) -> KeyGrant:
+    """The caller behind a presented key, with the key's expiry and last recorded use.
 
     Revoked and expired keys, and disabled users' keys, are refused. Only reads: the caller
-    records the use (:func:`touch_key`) in a write transaction of its own when asked to.
+    records the use (:func:`touch_key`) in a write transaction of its own when it is stale.
     """
     prefix = security.parse_prefix(presented_key)
     if prefix is None:
@@ -116,11 +134,8 @@ def authenticate(session: Session, presented_key: str) -> tuple[Principal, bool]
     if row is None or not security.secret_matches(presented_key, row.ApiKey.secret_hash):
         raise AuthenticationError("the API key is not valid")
     key, organization, user = row.ApiKey, row.Organization, row.User
-    now = utcnow()
     if key.revoked_at is not None:
         raise AuthenticationError("the API key has been revoked")
-    if key.expires_at is not None and key.expires_at <= now:
-        raise AuthenticationError(f"the API key expired at {key.expires_at.isoformat()}")
     if user is not None and user.disabled_at is not None:
         raise AuthenticationError(f"the API key's user {user.id!r} is disabled")
     roles = frozenset(organization.roles)
@@ -135,8 +150,47 @@ def authenticate(session: Session, presented_key: str) -> tuple[Principal, bool]
         scopes=security.expand_scopes(key.scopes),
         is_admin=user is None or user.is_admin,
     )
-    stale = key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION
-    return principal, stale
+    grant = KeyGrant(principal=principal, expires_at=key.expires_at, used_at=key.last_used_at)
+    grant.check(utcnow())
+    return grant
+
+
+# Grants of recently used keys, per database and key digest, valid while the access generation
+# is unchanged (see ``marketplace.models.ACCESS_GENERATION``): a revoked key, a disabled user or
+# a changed role is refused on its next request, in every process.
+_grants: GenerationCache[KeyGrant] = GenerationCache(4096)
+
+
+def _grant_cache_key(settings: Settings, presented_key: str) -> tuple[str, bytes]:
+    return settings.resolved_database_url, hashlib.sha256(presented_key.encode()).digest()
+
+
+def remembered_grant(settings: Settings, presented_key: str, generation: int) -> KeyGrant | None:
+    """The grant of a key used since the access generation last moved, checked for expiry."""
+    grant = _grants.get(generation, _grant_cache_key(settings, presented_key))
+    if grant is not None:
+        grant.check(utcnow())
+    return grant
+
+
+def load_grant(settings: Settings, presented_key: str, generation: int) -> KeyGrant:
+    """Authenticate from the database, record a stale use, and remember the grant.
+
+    ``generation`` is the access generation read before this, so a change committed in
+    between leaves the grant unremembered (the next request reads the newer generation).
+    """
+    with session_scope(settings, readonly=True) as session:
+        grant = authenticate(session, presented_key)
+    if grant.use_is_stale(utcnow()):
+        record_use(settings, grant)
+    _grants.put(generation, _grant_cache_key(settings, presented_key), grant)
+    return grant
+
+
+def record_use(settings: Settings, grant: KeyGrant) -> None:
+    with session_scope(settings) as session:
+        touch_key(session, grant.principal.api_key_id)
+    grant.used_at = utcnow()
 
 
 def touch_key(session: Session, key_id: str) -> None:
