@@ -8,6 +8,7 @@ second worker's reaper finds the first one's lease expired within seconds.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -24,9 +25,13 @@ from typing import Any
 import httpx
 import pytest
 
+from infra.config import Settings
+from infra.db import session_scope, utcnow
 from infra.demo import CARD_FACTS
 from marketplace.client import AidxClient
 from tests.fixtures.services import free_port
+from training_jobs.models import TrainingJob
+from training_jobs.service import reap_lost_jobs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LEASE_SECONDS = 3
@@ -193,3 +198,82 @@ def test_a_killed_worker_s_job_resumes_from_its_checkpoint_on_another_worker(
     assert done["trained_tokens"] == reference["trained_tokens"] > 0
     assert done["result"]["final_loss"] == pytest.approx(reference["result"]["final_loss"])
     assert done["charged_amount"] == reference["charged_amount"] == done["trained_tokens"]
+
+
+# The reaper's other branches. No training worker runs here (the test above has stopped its
+# own), so a submitted job waits; the test leaves it as a lost worker would (its status, an
+# expired lease, attempts and time used), then runs the reaper as any worker does.
+
+
+def _as_lost(deployment: Deployment, job_id: str, **state: Any) -> Settings:
+    settings = Settings(home=deployment.home, training_lease_seconds=LEASE_SECONDS)
+    with session_scope(settings) as session:
+        job = session.get(TrainingJob, job_id)
+        assert job is not None
+        job.lease_owner = "lost-worker"
+        job.lease_expires_at = utcnow() - dt.timedelta(seconds=1)
+        for name, value in {"status": "running", "attempts": 1, **state}.items():
+            setattr(job, name, value)
+        session.commit()
+    return settings
+
+
+def _balance(client: AidxClient) -> int:
+    organization_id = client.request("GET", "/v1/me")["organization"]["id"]
+    statement = client.request("GET", f"/v1/organizations/{organization_id}/statement")
+    return sum(account["balance"] for account in statement["accounts"])
+
+
+@pytest.mark.parametrize(
+    ("state", "status", "code"),
+    [
+        ({"attempts": Settings().training_max_attempts}, "failed", "worker_lost"),
+        ({"run_seconds": Settings().training_time_limit_seconds}, "failed", "time_limit_exceeded"),
+        ({"status": "pausing"}, "paused", None),
+        ({"status": "cancelling"}, "cancelled", None),
+    ],
+    ids=["out-of-attempts", "out-of-time", "pausing", "cancelling"],
+)
+def test_the_reaper_ends_a_lost_job_it_must_not_requeue(
+    deployment: Deployment,
+    licensed: dict[str, Any],
+    state: dict[str, Any],
+    status: str,
+    code: str | None,
+) -> None:
+    with deployment.client(licensed["buyer_key"]) as client:
+        before = _balance(client)
+        job = client.submit_training_job(licensed["version"], PARAMS)
+        assert _balance(client) < before  # the metered hold
+        settings = _as_lost(deployment, job["id"], **state)
+        enqueued: list[str] = []
+        assert reap_lost_jobs(settings, enqueue=lambda queued: enqueued.append(queued.id)) == []
+        assert enqueued == []
+        ended = client.request("GET", f"/v1/training-jobs/{job['id']}")
+        events = [event["type"] for event in client.training_events(job["id"])]
+        assert ended["status"] == status, ended
+        assert ended["error_code"] == code
+        if status == "paused":
+            assert events[-1] == "paused" and _balance(client) < before  # still held
+            client.request("POST", f"/v1/training-jobs/{job['id']}/cancel")
+        else:
+            assert ended["charged_amount"] == 0
+        assert _balance(client) == before  # the hold is back in full
+        # A second reaper (another worker) finds nothing left to do.
+        assert reap_lost_jobs(settings, enqueue=lambda queued: enqueued.append(queued.id)) == []
+
+
+def test_the_reaper_requeues_a_lost_job_with_attempts_and_time_left(
+    deployment: Deployment, licensed: dict[str, Any]
+) -> None:
+    with deployment.client(licensed["buyer_key"]) as client:
+        job = client.submit_training_job(licensed["version"], PARAMS)
+        settings = _as_lost(deployment, job["id"], attempts=1)
+        enqueued: list[str] = []
+        reaped = reap_lost_jobs(settings, enqueue=lambda queued: enqueued.append(queued.id))
+        assert reaped == enqueued == [job["id"]]
+        requeued = client.request("GET", f"/v1/training-jobs/{job['id']}")
+        assert requeued["status"] in ("queued", "validating_files")
+        event = client.training_events(job["id"])[-1]
+        assert event["type"] == "requeued" and event["data"]["reason"] == "worker_lost"
+        client.request("POST", f"/v1/training-jobs/{job['id']}/cancel")
