@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from curation.review import review_checklist_item
 from dataset_cards import service as cards
 from infra.db import new_id, utcnow
 from marketplace.errors import ConflictError, InvalidRequestError, NotFoundError
-from marketplace.models import Dataset, DatasetVersion, Listing
+from marketplace.models import Dataset, DatasetVersion, Listing, Offer
 from marketplace.schemas import ListingCreate
 from marketplace.services import audit, catalog
 from marketplace.services.organizations import Principal
@@ -101,6 +102,8 @@ def review_listing(
     listing.review_notes = notes
     listing.reviewed_by = actor.organization_id
     listing.reviewed_at = utcnow()
+    if listing.status == "listed":
+        default_offer(session, listing)
     audit.record(
         session,
         actor_organization_id=actor.organization_id,
@@ -181,3 +184,47 @@ def get_listing(session: Session, *, actor: Principal, listing_id: str) -> Listi
     ):
         raise NotFoundError("listing", listing_id)
     return listing
+
+
+def default_offer_id(listing_id: str) -> str:
+    return f"off_{listing_id.removeprefix('lst_')}"[:40]
+
+
+def default_offer(session: Session, listing: Listing) -> Offer:
+    """The listing's own price fields as a public, automatically approved offer."""
+    offer_id = default_offer_id(listing.id)
+    found = session.get(Offer, offer_id)
+    if found is not None:
+        return found
+    if listing.price_amount > 0:
+        plan = "one_off"
+    elif listing.training_price_per_million_tokens > 0:
+        plan = "metered"
+    else:
+        plan = "free"
+    offer = Offer(
+        id=offer_id,
+        listing_id=listing.id,
+        organization_id=listing.organization_id,
+        is_default=True,
+        plan=plan,
+        price_amount=listing.price_amount,
+        currency=listing.currency,
+        renews=False,
+        training_price_per_million_tokens=listing.training_price_per_million_tokens,
+        uses=list(listing.allowed_uses),
+        delivery_mode="download" if "download" in listing.allowed_uses else "training_only",
+        contract_parameters=dict(listing.contract_parameters),
+        approval="automatic",
+        status="active",
+        withdrawn_reason="",
+        created_at=listing.reviewed_at or listing.created_at,
+    )
+    try:
+        with session.begin_nested():
+            session.add(offer)
+    except IntegrityError:  # opened concurrently by another transaction
+        found = session.get(Offer, offer_id)
+        assert found is not None
+        return found
+    return offer

@@ -6,8 +6,9 @@ tokens on governed training jobs). The delivery mode decides what the entitlemen
 ``download`` (the files, and training where offered) or ``training_only`` (可用不可见: training
 inside the exchange, never the files). An offer's terms never change; a seller withdraws it.
 
-A listing's own price fields are its default public offer, opened on first use with an id
-derived from the listing's (so two requests racing to open it open one).
+A listing's own price fields are its default public offer, opened when the listing is approved
+(``listings.default_offer``), with an id derived from the listing's. A listing approved before
+that was so gets its default offer on first use.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import calendar
 import datetime as dt
 
 from sqlalchemy import or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from infra.db import new_id, utcnow
@@ -29,53 +29,10 @@ from marketplace.errors import (
 from marketplace.models import Listing, Offer, Organization
 from marketplace.schemas import ContractParameters, OfferCreate
 from marketplace.services import audit, listings
+from marketplace.services.listings import default_offer, default_offer_id
 from marketplace.services.organizations import Principal
 
 OFFERABLE_LISTING_STATES = ("submitted", "listed")
-
-
-def default_offer_id(listing_id: str) -> str:
-    return f"off_{listing_id.removeprefix('lst_')}"[:40]
-
-
-def default_offer(session: Session, listing: Listing) -> Offer:
-    """The listing's own price fields as a public, automatically approved offer."""
-    offer_id = default_offer_id(listing.id)
-    found = session.get(Offer, offer_id)
-    if found is not None:
-        return found
-    if listing.price_amount > 0:
-        plan = "one_off"
-    elif listing.training_price_per_million_tokens > 0:
-        plan = "metered"
-    else:
-        plan = "free"
-    offer = Offer(
-        id=offer_id,
-        listing_id=listing.id,
-        organization_id=listing.organization_id,
-        is_default=True,
-        plan=plan,
-        price_amount=listing.price_amount,
-        currency=listing.currency,
-        renews=False,
-        training_price_per_million_tokens=listing.training_price_per_million_tokens,
-        uses=list(listing.allowed_uses),
-        delivery_mode="download" if "download" in listing.allowed_uses else "training_only",
-        contract_parameters=dict(listing.contract_parameters),
-        approval="automatic",
-        status="active",
-        withdrawn_reason="",
-        created_at=listing.reviewed_at or listing.created_at,
-    )
-    try:
-        with session.begin_nested():
-            session.add(offer)
-    except IntegrityError:  # opened concurrently by another transaction
-        found = session.get(Offer, offer_id)
-        assert found is not None
-        return found
-    return offer
 
 
 def _listing_visible(session: Session, actor: Principal, listing_id: str) -> Listing:
