@@ -9,7 +9,8 @@
    catalog's own ``refresh_listing``, as submission and review leave them.
 3. The API process ``aidx up`` runs (the same uvicorn command on ``marketplace.app``) is started
    with one extra route, ``GET /bench/bare`` (an ``async`` handler returning a small JSON
-   object), from this module's ``bench_app`` factory, so both endpoints share one server.
+   object), from this module's ``bench_app`` factory, so both endpoints share one server. The
+   bare route is matched just before the catalog's, so both pay the same route scan.
 4. A second process drives it with ``--connections`` concurrent keep-alive connections
    (a minimal HTTP/1.1 client on asyncio streams, one connection per request loop) for
    ``--duration`` seconds per endpoint, alternating bare and catalog for ``--rounds`` rounds.
@@ -18,11 +19,11 @@
 
 Closed loop: each connection sends its next request as soon as the previous one is answered, so
 latency = connections / throughput (Little's law) once the server is saturated: this pass gives
-each endpoint's requests/s. ``--rate R`` adds an open-loop pass, R requests/s offered over the
-same connections on a fixed schedule, which gives the latency at that load.
+each endpoint's requests/s. ``--rate R [R ...]`` adds an open-loop pass per rate: R requests/s
+offered over the same connections on a fixed schedule, which gives the latency at that load.
 
     .venv/bin/python bench/catalog_load.py [--listings 2000] [--connections 200] \\
-        [--duration 10] [--rounds 2] [--workers 1] [--rate 300] \\
+        [--duration 10] [--rounds 2] [--workers 1] [--rate 100 500 1000] \\
         [--database-url postgresql+psycopg://...]
 """
 
@@ -79,6 +80,14 @@ def bench_app() -> Any:
     async def bare() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Matched just before the catalog's route, so that both pay the same route scan and the
+    # ratio is the catalog's own work (appended last, the bare route paid for every route).
+    routes = app.router.routes
+    bare_route = routes.pop()
+    routes.insert(
+        next(index for index, route in enumerate(routes) if route.path == "/v1/catalog"),
+        bare_route,
+    )
     return app
 
 
@@ -417,7 +426,9 @@ def main() -> None:
     parser.add_argument(
         "--rate",
         type=float,
-        help="Also measure latency open loop: this many requests/s offered over the connections.",
+        nargs="+",
+        help="Also measure latency open loop at each of these rates (requests/s offered over the "
+        "connections).",
     )
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes.")
     parser.add_argument(
@@ -434,7 +445,7 @@ def main() -> None:
             parser.error(f"--{name} must be at least 1")
     if args.duration <= 0:
         parser.error("--duration must be positive")
-    if args.rate is not None and args.rate <= 0:
+    if args.rate is not None and min(args.rate) <= 0:
         parser.error("--rate must be positive")
 
     from infra.config import Settings
@@ -465,9 +476,12 @@ def main() -> None:
             "bare": {"latencies": [], "errors": 0, "seconds": 0.0, "requests": 0},
             "catalog": {"latencies": [], "errors": 0, "seconds": 0.0, "requests": 0},
         }
-        open_results: dict[str, dict[str, Any]] = {
-            target: {"latencies": [], "errors": 0, "seconds": 0.0, "requests": 0}
-            for target in ("bare", "catalog")
+        open_results: dict[float, dict[str, dict[str, Any]]] = {
+            rate: {
+                target: {"latencies": [], "errors": 0, "seconds": 0.0, "requests": 0}
+                for target in ("bare", "catalog")
+            }
+            for rate in args.rate or ()
         }
         with bench_server(env, free_port(), args.workers, Path(scratch) / "bench.log") as url:
             import httpx
@@ -482,7 +496,7 @@ def main() -> None:
                 f"{len(json.dumps(sample))} bytes",
                 file=sys.stderr,
             )
-            passes = [(None, results)] + ([(args.rate, open_results)] if args.rate else [])
+            passes = [(None, results), *open_results.items()]
             for rate, into in passes:
                 for round_number in range(args.rounds):
                     for target in ("bare", "catalog"):
@@ -509,33 +523,35 @@ def main() -> None:
                         bucket["requests"] += len(outcome["latencies"])
     load_after = _load_average()
     print(report(args, results, load_before, load_after))
-    if args.rate:
+    if open_results:
         print(open_report(args, open_results))
 
 
-def open_report(args: argparse.Namespace, results: dict[str, dict[str, Any]]) -> str:
+def open_report(args: argparse.Namespace, results: dict[float, dict[str, dict[str, Any]]]) -> str:
     lines = [
         "",
-        f"Open loop: {args.rate:g} requests/s offered over the same {args.connections} "
-        "connections, each on a fixed schedule; latency counts from the scheduled send.",
+        f"Open loop: each rate offered over the same {args.connections} connections, each on a "
+        "fixed schedule; latency counts from the scheduled send.",
         "",
-        "| endpoint | requests/s served | p50 ms | p99 ms | requests | errors |",
-        "|---|---|---|---|---|---|",
+        "| offered req/s | endpoint | requests/s served | p50 ms | p99 ms | requests | errors |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for target, label in (("bare", "bare FastAPI JSON (baseline)"), ("catalog", "GET /v1/catalog")):
-        bucket = results[target]
-        latencies = bucket["latencies"]
-        lines.append(
-            f"| {label} | {bucket['requests'] / bucket['seconds']:.0f} | "
-            f"{_percentile(latencies, 0.50) * 1000:.1f} | {_percentile(latencies, 0.99) * 1000:.1f}"
-            f" | {bucket['requests']} | {bucket['errors']} |"
+    met = []
+    for rate, by_target in results.items():
+        for target, label in (("bare", "bare FastAPI JSON"), ("catalog", "GET /v1/catalog")):
+            bucket = by_target[target]
+            latencies = bucket["latencies"]
+            lines.append(
+                f"| {rate:g} | {label} | {bucket['requests'] / bucket['seconds']:.0f} | "
+                f"{_percentile(latencies, 0.50) * 1000:.1f} | "
+                f"{_percentile(latencies, 0.99) * 1000:.1f} | {bucket['requests']} | "
+                f"{bucket['errors']} |"
+            )
+        p99 = _percentile(by_target["catalog"]["latencies"], 0.99) * 1000
+        met.append(
+            f"{rate:g} requests/s: {'met' if p99 < GOAL_P99_MS else 'not met'} ({p99:.1f} ms)"
         )
-    p99 = _percentile(results["catalog"]["latencies"], 0.99) * 1000
-    lines += [
-        "",
-        f"Goal: catalog p99 < {GOAL_P99_MS:.0f} ms at this rate: "
-        f"{'met' if p99 < GOAL_P99_MS else 'not met'} ({p99:.1f} ms).",
-    ]
+    lines += ["", f"Goal: catalog p99 < {GOAL_P99_MS:.0f} ms: " + "; ".join(met) + "."]
     return "\n".join(lines)
 
 

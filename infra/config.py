@@ -103,7 +103,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.home_dir / 'aidx.db'}"
+        return self.database_url or _sqlite_url(self.home_dir)
 
     @property
     def resolved_broker_url(self) -> str:
@@ -142,6 +142,11 @@ class Settings(BaseSettings):
 def _resolved(home: Path, cwd: str) -> Path:
     """``home`` made absolute: resolving walks the file system, so it is done once per folder."""
     return home.expanduser().resolve()
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_url(home_dir: Path) -> str:
+    return f"sqlite:///{home_dir / 'aidx.db'}"
 
 
 @functools.cache

@@ -251,8 +251,12 @@ def _entry(entry: RepoFile | Folder, commit: Commit, *, expand: bool) -> dict[st
 # Resolve --------------------------------------------------------------------------------------
 
 
+# HEAD shares GET's handler; documented once (one route per method keeps operation ids unique).
+@router.api_route("/datasets/{namespace}/{name}/resolve/{revision}/{path:path}", methods=["GET"])
 @router.api_route(
-    "/datasets/{namespace}/{name}/resolve/{revision}/{path:path}", methods=["GET", "HEAD"]
+    "/datasets/{namespace}/{name}/resolve/{revision}/{path:path}",
+    methods=["HEAD"],
+    include_in_schema=False,
 )
 def resolve(
     namespace: str,
@@ -321,8 +325,10 @@ def _byte_range(header: str | None) -> ByteRange | None:
 # Anything else under the Hub's prefixes -------------------------------------------------------
 
 
-@router.api_route("/api/datasets/{rest:path}", methods=["GET", "HEAD", "POST"])
-@router.api_route("/datasets/{rest:path}", methods=["GET", "HEAD"])
+@router.api_route(
+    "/api/datasets/{rest:path}", methods=["GET", "HEAD", "POST"], include_in_schema=False
+)
+@router.api_route("/datasets/{rest:path}", methods=["GET", "HEAD"], include_in_schema=False)
 def unknown_repository(rest: str, principal: CurrentPrincipal) -> Response:
     """A repo id without a namespace, or a request this exchange does not serve."""
     raise RepositoryNotFoundError(rest.partition("/resolve/")[0])

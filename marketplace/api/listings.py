@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from dataset_cards.licenses import AllowedUse
@@ -20,6 +21,7 @@ from marketplace.api.deps import (
     SettingsDep,
     StoreDep,
 )
+from marketplace.api.query import query_model, query_parameters
 from marketplace.models import Listing
 from marketplace.services import catalog as catalog_service
 from marketplace.services import listings, preview
@@ -118,24 +120,36 @@ def list_listings(
     )
 
 
-@router.get("/v1/catalog", response_model=schemas.ListingsPublic)
+class CatalogQuery(BaseModel):
+    """The catalog's search, filters, sort and page."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    q: str | None = Field(None, max_length=200, description="Full-text search.")
+    license: str | None = Field(None, max_length=64)
+    allowed_use: AllowedUse | None = Field(None, description="License class.")
+    language: str | None = Field(None, max_length=20)
+    task: str | None = Field(None, max_length=100)
+    min_rows: int | None = Field(None, ge=0)
+    max_rows: int | None = Field(None, ge=0)
+    min_price: int | None = Field(None, ge=0)
+    max_price: int | None = Field(None, ge=0)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    sort: catalog_service.Sort = "relevance"
+    limit: int = Field(50, ge=1, le=200)
+    offset: int = Field(0, ge=0)
+
+
+@router.get(
+    "/v1/catalog",
+    response_model=schemas.ListingsPublic,
+    openapi_extra=query_parameters(CatalogQuery),
+)
 async def catalog(
     settings: SettingsDep,
     counters: CountersDep,
     principal: CurrentPrincipal,  # authenticates; the catalog is the same for every caller
-    q: Annotated[str | None, Query(max_length=200, description="Full-text search.")] = None,
-    license: Annotated[str | None, Query(max_length=64)] = None,
-    allowed_use: Annotated[AllowedUse | None, Query(description="License class.")] = None,
-    language: Annotated[str | None, Query(max_length=20)] = None,
-    task: Annotated[str | None, Query(max_length=100)] = None,
-    min_rows: Annotated[int | None, Query(ge=0)] = None,
-    max_rows: Annotated[int | None, Query(ge=0)] = None,
-    min_price: Annotated[int | None, Query(ge=0)] = None,
-    max_price: Annotated[int | None, Query(ge=0)] = None,
-    currency: Annotated[str | None, Query(pattern=r"^[A-Z]{3}$")] = None,
-    sort: Annotated[catalog_service.Sort, Query()] = "relevance",
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    search: Annotated[CatalogQuery, Depends(query_model(CatalogQuery))],
 ) -> Response:
     """Listed datasets: full-text search over their cards, facets, sorting and pages.
 
@@ -143,11 +157,17 @@ async def catalog(
     searched and rendered in the threadpool.
     """
     filters = catalog_service.Filters(
-        license=license, allowed_use=allowed_use, language=language, task=task,
-        min_rows=min_rows, max_rows=max_rows, min_price=min_price, max_price=max_price,
-        currency=currency,
+        license=search.license, allowed_use=search.allowed_use, language=search.language,
+        task=search.task, min_rows=search.min_rows, max_rows=search.max_rows,
+        min_price=search.min_price, max_price=search.max_price, currency=search.currency,
     )  # fmt: skip
-    page = {"query": q, "filters": filters, "sort": sort, "limit": limit, "offset": offset}
+    page = {
+        "query": search.q,
+        "filters": filters,
+        "sort": search.sort,
+        "limit": search.limit,
+        "offset": search.offset,
+    }
     body = catalog_service.cached_body(
         counters[CATALOG_GENERATION], catalog_service.catalog_key(**page)
     )

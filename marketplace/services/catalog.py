@@ -16,7 +16,7 @@ so a search never answers from before a committed change.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import (
@@ -265,7 +265,7 @@ def catalog_key(
     *, query: str | None, filters: Filters, sort: Sort, limit: int, offset: int
 ) -> Hashable:
     """What identifies one catalog page among the cached ones."""
-    return ("catalog", query, astuple(filters), sort, limit, offset)
+    return ("catalog", query, filters, sort, limit, offset)
 
 
 def cached_body(generation: int, key: Hashable) -> bytes | None:
