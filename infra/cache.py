@@ -7,9 +7,10 @@ answers from before a committed change: a new value empties the cache.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 ValueT = TypeVar("ValueT")
@@ -47,3 +48,46 @@ class GenerationCache(Generic[ValueT]):
     def discard(self, key: Hashable) -> None:
         with self._lock:
             self._values.pop(key, None)
+
+
+class SharedRead(Generic[ValueT]):
+    """Concurrent callers share reads, each read begun after every caller it serves arrived.
+
+    At most one read runs at a time. A caller that comes while one runs waits for the next,
+    which begins when the running one ends and answers everyone who came meanwhile; so under
+    load a networked database sees one read per round trip, not one per request, and no
+    caller gets a value read before it arrived. One instance serves one event loop.
+    """
+
+    def __init__(self, read: Callable[[], Awaitable[ValueT]]) -> None:
+        self._read = read
+        self._running = False
+        self._next: asyncio.Future[ValueT] | None = None
+
+    async def get(self) -> ValueT:
+        waiting = self._next
+        if waiting is None:
+            waiting = self._next = asyncio.get_running_loop().create_future()
+            if not self._running:
+                self._begin()
+        # A caller that goes away (a closed connection) must not cancel the others' read.
+        return await asyncio.shield(waiting)
+
+    def _begin(self) -> None:
+        waiting, self._next = self._next, None
+        assert waiting is not None
+        self._running = True
+        task = asyncio.ensure_future(self._read())
+
+        def finished(done: asyncio.Future[ValueT]) -> None:
+            self._running = False
+            if done.cancelled():
+                waiting.cancel()
+            elif (error := done.exception()) is not None:
+                waiting.set_exception(error)
+            else:
+                waiting.set_result(done.result())
+            if self._next is not None:
+                self._begin()
+
+        task.add_done_callback(finished)

@@ -7,7 +7,9 @@ refused with a 403 naming the scope. Roles and ownership are checked by the serv
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import Annotated
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,8 +17,9 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from infra.cache import SharedRead
 from infra.config import Settings, get_settings
-from infra.db import read_counters, session_scope, utcnow
+from infra.db import AsyncCounterReader, read_counters, session_scope, utcnow
 from infra.storage import ObjectStore, get_object_store
 from marketplace.certificates import load_or_create_signing_key
 from marketplace.errors import AuthenticationError, PermissionDeniedError
@@ -103,20 +106,36 @@ ReadSessionDep = Annotated[Session, Depends(get_read_db)]
 
 # The counters a request reads once, first: what it may answer from memory depends on them.
 COUNTERS = (ACCESS_GENERATION, CATALOG_GENERATION)
+_CounterReader = SharedRead[dict[str, int]]
+_shared_reads: dict[tuple[int, str], tuple[asyncio.AbstractEventLoop, _CounterReader]] = {}
 
 
-async def get_counters(settings: SettingsDep) -> dict[str, int]:
-    """The access and catalog generations as committed now (one read per request, shared).
+async def get_counters(settings: SettingsDep) -> Mapping[str, int]:
+    """The access and catalog generations as committed when the request arrived, or later.
 
-    On SQLite the read is a few microseconds of local I/O and runs on the event loop; a
-    networked database is read from the threadpool, so a slow one never stalls the loop.
+    On SQLite the read is a few microseconds of local I/O and runs on the event loop. A
+    networked database is read without blocking the loop (PostgreSQL through psycopg's async
+    connection; other drivers in the threadpool), and concurrent requests share reads
+    (``SharedRead``): each waits for a read begun after it arrived, so the database sees about
+    one read per round trip however many requests come.
     """
-    if settings.resolved_database_url.startswith("sqlite"):
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
         return read_counters(settings, COUNTERS)
-    return await run_in_threadpool(read_counters, settings, COUNTERS)
+    loop = asyncio.get_running_loop()
+    entry = _shared_reads.get((id(loop), url))
+    if entry is None or entry[0] is not loop:
+        if len(_shared_reads) >= 64:  # loops come and go in tests
+            _shared_reads.clear()
+        if AsyncCounterReader.supports(url):
+            reader = SharedRead(partial(AsyncCounterReader(url).read, COUNTERS))
+        else:
+            reader = SharedRead(lambda: run_in_threadpool(read_counters, settings, COUNTERS))
+        entry = _shared_reads[id(loop), url] = (loop, reader)
+    return await entry[1].get()
 
 
-CountersDep = Annotated[dict[str, int], Depends(get_counters)]
+CountersDep = Annotated[Mapping[str, int], Depends(get_counters)]
 
 
 async def get_principal(

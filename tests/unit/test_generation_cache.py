@@ -1,16 +1,24 @@
-"""The generation cache and the counter read that guards it."""
+"""The generation cache, the counter read that guards it, and reads shared by callers."""
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
-from infra.cache import GenerationCache
+from infra.cache import GenerationCache, SharedRead
 from infra.config import Settings
-from infra.db import dispose_engines, read_counters, session_scope, upgrade_database
+from infra.db import (
+    AsyncCounterReader,
+    dispose_engines,
+    read_counters,
+    session_scope,
+    upgrade_database,
+)
 from marketplace.models import ACCESS_GENERATION, Counter
 
 
@@ -66,3 +74,95 @@ def test_counters_read_outside_a_session_see_each_commit(settings: Settings) -> 
 def test_only_plain_counter_names_are_read(settings: Settings, names: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="bad counter names"):
         read_counters(settings, names)
+
+
+class _Database:
+    """A counter read that takes as long as the test says: each read returns how many began."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.release = asyncio.Event()
+        self.fail = False
+
+    async def read(self) -> int:
+        self.reads += 1
+        began = self.reads
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionError("the database went away")
+        return began
+
+
+def test_callers_during_a_read_share_the_next_one_not_the_running_one() -> None:
+    async def scenario() -> None:
+        database = _Database()
+        shared = SharedRead(database.read)
+        first = asyncio.ensure_future(shared.get())
+        await asyncio.sleep(0)  # the first read is running
+        later = [asyncio.ensure_future(shared.get()) for _ in range(50)]
+        await asyncio.sleep(0)
+        assert database.reads == 1  # the fifty wait; no read of theirs has begun yet
+        database.release.set()
+        assert await first == 1
+        assert [await caller for caller in later] == [2] * 50  # one read, begun after they came
+        assert database.reads == 2
+        assert await shared.get() == 3  # nothing running: a caller reads at once
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_read_fails_its_callers_and_the_next_call_reads_again() -> None:
+    async def scenario() -> None:
+        database = _Database()
+        database.fail = True
+        database.release.set()
+        shared = SharedRead(database.read)
+        callers = [asyncio.ensure_future(shared.get()) for _ in range(3)]
+        results = await asyncio.gather(*callers, return_exceptions=True)
+        assert all(isinstance(result, ConnectionError) for result in results)
+        assert database.reads == 2  # the first caller's read, then the other two's
+        database.fail = False
+        assert await shared.get() == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_caller_that_goes_away_does_not_cancel_the_others_read() -> None:
+    async def scenario() -> None:
+        database = _Database()
+        shared = SharedRead(database.read)
+        first = asyncio.ensure_future(shared.get())
+        await asyncio.sleep(0)
+        leaving, staying = (asyncio.ensure_future(shared.get()) for _ in range(2))
+        await asyncio.sleep(0)
+        leaving.cancel()
+        database.release.set()
+        assert (await first, await staying) == (1, 2)
+        assert leaving.cancelled()
+
+    asyncio.run(scenario())
+
+
+def test_postgresql_counters_are_read_on_the_event_loop(postgres_database_url: str) -> None:
+    settings = Settings(home=Path(tempfile.mkdtemp()), database_url=postgres_database_url)
+    upgrade_database(settings)
+    names = (ACCESS_GENERATION, "catalog_generation")
+    reader = AsyncCounterReader(postgres_database_url)
+    assert AsyncCounterReader.supports(postgres_database_url)
+
+    async def scenario() -> None:
+        assert await reader.read(names) == {ACCESS_GENERATION: 0, "catalog_generation": 0}
+        with session_scope(settings) as session:
+            session.execute(
+                update(Counter).where(Counter.name == ACCESS_GENERATION).values(value=3)
+            )
+            session.commit()
+        assert (await reader.read(names))[ACCESS_GENERATION] == 3  # the same connection, fresh
+        with pytest.raises(ValueError, match="bad counter names"):
+            await reader.read(("Robert'); --",))
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        asyncio.run(reader.close())
+        dispose_engines()
