@@ -3,7 +3,8 @@
 Objects are addressed by keys such as ``datasets/42/train.parquet``. Writing without a key stores
 the bytes content-addressed under ``blobs/sha256/<first 2 hex>/<hex>``, so writing the same
 content twice is a no-op. A write becomes visible only once it is complete, and the SHA-256 and
-size of everything written through this module are computed while writing.
+size of everything written through this module are computed while writing (or, for a file moved
+in with ``move_file_in``, in one read of it).
 
 Errors::
 
@@ -33,6 +34,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_IMODE
 from typing import IO, Any, Protocol
 from urllib.parse import quote
 
@@ -246,6 +248,22 @@ class ObjectStore(ABC):
         """Store ``data``; content-addressed when ``key`` is None."""
         return self.put_stream(io.BytesIO(data), key=key, content_type=content_type)
 
+    def move_file_in(
+        self, path: Path, *, key: str | None = None, content_type: str | None = None
+    ) -> StoredObject:
+        """Store the file at ``path`` and remove it from there; content-addressed when ``key``
+        is None.
+
+        For files nobody needs at ``path`` any more (a job's scratch output): a backend that can
+        take the file without copying its bytes does so (the local store, when ``path`` is on its
+        filesystem); the others store a copy, as `put_file` does, then delete ``path``. Either
+        way the size and SHA-256 are recorded from one read of the file. Nothing may write to
+        ``path`` meanwhile. If storing fails, ``path`` is left where it was.
+        """
+        stored = self.put_file(path, key=key, content_type=content_type)
+        Path(path).unlink()
+        return stored
+
     # Reading -----------------------------------------------------------------------------------
 
     @abstractmethod
@@ -346,6 +364,7 @@ class LocalObjectStore(ObjectStore):
             secret_key.encode(), b"aidx.storage.presigned-get.v1", hashlib.sha256
         ).digest()
         self._clock = clock
+        self._file_mode: int | None = None
 
     def __repr__(self) -> str:
         return f"LocalObjectStore(root={str(self.root)!r})"
@@ -388,6 +407,47 @@ class LocalObjectStore(ObjectStore):
             return stored
         finally:
             temp_path.unlink(missing_ok=True)
+
+    def move_file_in(
+        self, path: Path, *, key: str | None = None, content_type: str | None = None
+    ) -> StoredObject:
+        """Hard-link the file into ``.tmp/``, hash and fsync it there, rename it to its key, then
+        unlink ``path``: its bytes are never copied. On another filesystem (or one without hard
+        links) the file is copied instead."""
+        if key is not None:
+            validate_key(key)
+        path = Path(path)
+        temp_path = self._new_temp_path()
+        try:
+            os.link(path, temp_path)
+        except OSError:
+            return super().move_file_in(path, key=key, content_type=content_type)
+        try:
+            # The link shares the file's inode: its mode becomes that of any object written here.
+            os.chmod(temp_path, self._new_file_mode())
+            fd = os.open(temp_path, os.O_RDONLY)
+            with os.fdopen(fd, "rb") as linked:
+                sha256 = hashlib.file_digest(linked, "sha256").hexdigest()
+                size = linked.tell()
+                os.fsync(fd)
+            stored = StoredObject(key=key or content_key(sha256), size=size, sha256=sha256)
+            if key is not None or not self._holds(stored):
+                self._commit(temp_path, stored)
+        finally:
+            temp_path.unlink(missing_ok=True)
+        path.unlink()
+        return stored
+
+    def _new_file_mode(self) -> int:
+        """The mode `put_stream` gives a new object (0666 less the umask), found once."""
+        if self._file_mode is None:
+            probe = self._new_temp_path()
+            probe.touch(exist_ok=False)
+            try:
+                self._file_mode = S_IMODE(probe.stat().st_mode)
+            finally:
+                probe.unlink()
+        return self._file_mode
 
     def _holds(self, stored: StoredObject) -> bool:
         try:

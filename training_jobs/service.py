@@ -482,6 +482,8 @@ class Run:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._beat_at = time.monotonic()
+        # Events come from the training thread and from its checkpoint writer thread.
+        self._event_lock = threading.Lock()
 
     @property
     def lease_seconds(self) -> float:
@@ -574,7 +576,8 @@ class Run:
         return job
 
     def event(self, event: dict[str, Any]) -> None:
-        with session_scope(self.settings) as session:
+        """Append an event; safe from any thread (one at a time, in the order they come)."""
+        with self._event_lock, session_scope(self.settings) as session:
             self.locked(session)
             _append_event_in(session, self.job_id, event)
             session.commit()
@@ -815,13 +818,19 @@ def _stop_if_cancelling(run: Run) -> str:
 def _store_checkpoint(
     run: Run, store: ObjectStore, directory: Path, step: int, metrics: dict[str, Any]
 ) -> None:
-    """Upload a checkpoint and record it; keep the newest `training_checkpoints_kept`."""
+    """Move a checkpoint's files into the store and record it; keep the newest
+    `training_checkpoints_kept`.
+
+    Called on the runner's checkpoint writer thread while training goes on (`run.check` and
+    `run.locked` only read this run's state and the database, so that is safe). Until the row
+    is committed, the job's resume point stays the checkpoint before.
+    """
     run.check()
     files = []
     for path in sorted(directory.rglob("*")):
         if path.is_file():
             relative = path.relative_to(directory).as_posix()
-            stored = store.put_file(
+            stored = store.move_file_in(
                 path, key=f"training-jobs/{run.job_id}/checkpoints/step-{step:06d}/{relative}"
             )
             files.append(
@@ -964,7 +973,8 @@ def _complete(
     for path in sorted(output_dir.rglob("*")):
         if path.is_file() and "checkpoints" not in path.relative_to(output_dir).parts:
             relative = path.relative_to(output_dir).as_posix()
-            stored = store.put_file(path, key=f"training-jobs/{job_id}/model/{relative}")
+            # Audited already, and read no more: moved in, not copied.
+            stored = store.move_file_in(path, key=f"training-jobs/{job_id}/model/{relative}")
             artifacts.append(
                 {"path": relative, "key": stored.key, "sha256": stored.sha256, "size": stored.size}
             )
