@@ -574,7 +574,8 @@ def report(
     ratio = figures["catalog"]["rps"] / figures["bare"]["rps"]
     backend = "PostgreSQL" if args.database_url else "embedded (SQLite)"
     command = "bench/catalog_load.py " + " ".join(
-        f"--{key.replace('_', '-')} {value}"
+        f"--{key.replace('_', '-')} "
+        + (" ".join(f"{item:g}" for item in value) if isinstance(value, list) else f"{value}")
         for key, value in vars(args).items()
         if value is not None and key != "drive"
     )
