@@ -896,7 +896,7 @@ def _restore_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     params: TrainingParams,
 ) -> _Progress:
-    """Load weights, optimizer, scheduler and RNG states saved by `_save_trainer_state`."""
+    """Load weights, optimizer, scheduler and RNG states saved by `_write_trainer_state`."""
     import numpy
     import torch
     from safetensors.torch import load_file

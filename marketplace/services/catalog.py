@@ -218,8 +218,13 @@ def _page(
     return [], int(count or 0)
 
 
+def _generation(session: Session) -> int | None:
+    return session.scalar(select(Counter.value).where(Counter.name == GENERATION))
+
+
 def _cached_page(
     session: Session,
+    generation: int | None,
     key: Hashable,
     statement: Select[Listing],
     query: str | None,
@@ -229,8 +234,7 @@ def _cached_page(
     offset: int,
 ) -> tuple[list[Listing], int]:
     """One page of the listings ``statement`` selects that match ``query``, from the cache
-    while no listing has changed."""
-    generation = session.scalar(select(Counter.value).where(Counter.name == GENERATION))
+    while no listing has changed (``generation``: the catalog generation this session sees)."""
     page = _pages.get(generation, key) if generation is not None else None
     if page is None:
         statement, rank = _matching(session, statement, query)
@@ -256,9 +260,24 @@ def search(
     offset: int,
 ) -> tuple[list[Listing], int]:
     """The catalog: listed listings matching ``query`` and ``filters``, one page of them."""
-    statement = _filtered(select(Listing).where(Listing.status == "listed"), filters)
     key = catalog_key(query=query, filters=filters, sort=sort, limit=limit, offset=offset)
-    return _cached_page(session, key, statement, query, sort=sort, limit=limit, offset=offset)
+    return _search(session, _generation(session), key, query, filters, sort, limit, offset)
+
+
+def _search(
+    session: Session,
+    generation: int | None,
+    key: Hashable,
+    query: str | None,
+    filters: Filters,
+    sort: Sort,
+    limit: int,
+    offset: int,
+) -> tuple[list[Listing], int]:
+    statement = _filtered(select(Listing).where(Listing.status == "listed"), filters)
+    return _cached_page(
+        session, generation, key, statement, query, sort=sort, limit=limit, offset=offset
+    )
 
 
 def catalog_key(
@@ -289,12 +308,10 @@ def search_body(
     answered from memory (:func:`cached_body`) until a listing changes.
     """
     key = catalog_key(query=query, filters=filters, sort=sort, limit=limit, offset=offset)
-    generation = session.scalar(select(Counter.value).where(Counter.name == GENERATION))
+    generation = _generation(session)
     body = _bodies.get(generation, key) if generation is not None else None
     if body is None:
-        rows, count = search(
-            session, query=query, filters=filters, sort=sort, limit=limit, offset=offset
-        )
+        rows, count = _search(session, generation, key, query, filters, sort, limit, offset)
         body = render(rows, count)
         if generation is not None:
             _bodies.put(generation, key, body)
@@ -320,4 +337,6 @@ def list_listings(
             or_(Listing.organization_id == actor.organization_id, Listing.status == "listed")
         )
     key = ("listings", actor.organization_id, actor.is_operator, status, query, limit, offset)
-    return _cached_page(session, key, statement, query, sort=None, limit=limit, offset=offset)
+    return _cached_page(
+        session, _generation(session), key, statement, query, sort=None, limit=limit, offset=offset
+    )
