@@ -31,7 +31,11 @@ from infra.queue import celery_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESULT_TIMEOUT = 30.0
-STOP_TIMEOUT = 20.0
+# A warm shutdown can take up to 30 s on its own: a pool process that finished a task waits that
+# long (billiard's GUARANTEE_MESSAGE_CONSUMPTION_RETRY_LIMIT x _INTERVAL) for the main process to
+# read its last READY message, and the main process stops reading the pipes once SIGTERM arrives.
+# A SIGTERM sent within milliseconds of a task's end hits that wait.
+STOP_TIMEOUT = 30.0 + 15.0
 
 PROBE_TASKS = textwrap.dedent(
     '''
@@ -115,6 +119,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     try:
         process.wait(timeout=STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGUSR1)  # Celery logs every thread's stack, for the report
+        time.sleep(1.0)
         process.kill()
         process.wait()
 
