@@ -11,6 +11,7 @@ import asyncio
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from typing import Generic, TypeVar
 
 ValueT = TypeVar("ValueT")
@@ -91,3 +92,36 @@ class SharedRead(Generic[ValueT]):
                 self._begin()
 
         task.add_done_callback(finished)
+
+
+class SingleFlight(Generic[ValueT]):
+    """Concurrent callers asking for the same key share one computation.
+
+    A cold cache under load would otherwise compute each missing value once per waiting
+    request, all at once (a page asked for by 200 connections was searched 200 times, each
+    search slowing the others). The caller chooses the key: it must name everything the value
+    depends on, a cache generation included, so a caller never joins a computation begun
+    before a change it should see. The computation runs to the end even if every caller goes
+    away; failures reach every caller that waited. Keyed per event loop.
+    """
+
+    def __init__(self) -> None:
+        self._flights: dict[tuple[int, Hashable], asyncio.Future[ValueT]] = {}
+
+    async def run(self, key: Hashable, compute: Callable[[], Awaitable[ValueT]]) -> ValueT:
+        loop = asyncio.get_running_loop()
+        flight_key = (id(loop), key)
+        flight = self._flights.get(flight_key)
+        if flight is None or flight.get_loop() is not loop:
+            flight = self._flights[flight_key] = asyncio.ensure_future(compute())
+            flight.add_done_callback(partial(self._landed, flight_key))
+        return await asyncio.shield(flight)
+
+    def in_flight(self) -> int:
+        return len(self._flights)
+
+    def _landed(self, flight_key: tuple[int, Hashable], flight: asyncio.Future[ValueT]) -> None:
+        if self._flights.get(flight_key) is flight:
+            del self._flights[flight_key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved here too, for when no caller is left to see it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -9,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from dataset_cards.licenses import AllowedUse
+from infra.cache import SingleFlight
 from infra.config import Settings
 from infra.db import session_scope
 from marketplace import schemas
@@ -27,6 +29,7 @@ from marketplace.services import catalog as catalog_service
 from marketplace.services import listings, preview
 
 router = APIRouter(tags=["listings"])
+_searches: SingleFlight[bytes] = SingleFlight()  # catalog pages being searched, per key
 Status = Literal["submitted", "listed", "rejected", "delisted"]
 
 
@@ -162,17 +165,21 @@ async def catalog(
         min_price=search.min_price, max_price=search.max_price, currency=search.currency,
     )  # fmt: skip
     page = {
+        "database": settings.resolved_database_url,
         "query": search.q,
         "filters": filters,
         "sort": search.sort,
         "limit": search.limit,
         "offset": search.offset,
     }
-    body = catalog_service.cached_body(
-        counters[CATALOG_GENERATION], catalog_service.catalog_key(**page)
-    )
+    generation, key = counters[CATALOG_GENERATION], catalog_service.catalog_key(**page)
+    body = catalog_service.cached_body(generation, key)
     if body is None:
-        body = await run_in_threadpool(_search_body, settings, page)
+        # Requests for a page missing from the cache share one search. Keyed by the generation
+        # each read after it arrived, so none joins a search begun before a change it must see.
+        body = await _searches.run(
+            (generation, key), partial(run_in_threadpool, _search_body, settings, page)
+        )
     return Response(content=body, media_type="application/json")
 
 

@@ -260,7 +260,10 @@ def search(
     offset: int,
 ) -> tuple[list[Listing], int]:
     """The catalog: listed listings matching ``query`` and ``filters``, one page of them."""
-    key = catalog_key(query=query, filters=filters, sort=sort, limit=limit, offset=offset)
+    key = catalog_key(
+        database=str(session.get_bind().url),
+        query=query, filters=filters, sort=sort, limit=limit, offset=offset,
+    )  # fmt: skip
     return _search(session, _generation(session), key, query, filters, sort, limit, offset)
 
 
@@ -281,10 +284,12 @@ def _search(
 
 
 def catalog_key(
-    *, query: str | None, filters: Filters, sort: Sort, limit: int, offset: int
+    *, database: str, query: str | None, filters: Filters, sort: Sort, limit: int, offset: int
 ) -> Hashable:
-    """What identifies one catalog page among the cached ones."""
-    return ("catalog", query, filters, sort, limit, offset)
+    """What identifies one catalog page among the cached ones. The database is part of it: the
+    cache is per process, and one process (a test run, a tool) may serve several databases
+    whose generations can be equal."""
+    return ("catalog", database, query, filters, sort, limit, offset)
 
 
 def cached_body(generation: int, key: Hashable) -> bytes | None:
@@ -295,6 +300,7 @@ def cached_body(generation: int, key: Hashable) -> bytes | None:
 def search_body(
     session: Session,
     *,
+    database: str,
     query: str | None,
     filters: Filters,
     sort: Sort,
@@ -307,7 +313,9 @@ def search_body(
     The catalog is the same for every caller, so a page is rendered once per generation and
     answered from memory (:func:`cached_body`) until a listing changes.
     """
-    key = catalog_key(query=query, filters=filters, sort=sort, limit=limit, offset=offset)
+    key = catalog_key(
+        database=database, query=query, filters=filters, sort=sort, limit=limit, offset=offset
+    )
     generation = _generation(session)
     body = _bodies.get(generation, key) if generation is not None else None
     if body is None:

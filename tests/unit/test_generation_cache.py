@@ -1,16 +1,17 @@
-"""The generation cache, the counter read that guards it, and reads shared by callers."""
+"""The generation cache, the counter read that guards it, reads and computations shared by
+callers."""
 
 from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
-from infra.cache import GenerationCache, SharedRead
+from infra.cache import GenerationCache, SharedRead, SingleFlight
 from infra.config import Settings
 from infra.db import (
     AsyncCounterReader,
@@ -166,3 +167,75 @@ def test_postgresql_counters_are_read_on_the_event_loop(postgres_database_url: s
     finally:
         asyncio.run(reader.close())
         dispose_engines()
+
+
+async def _turns(count: int) -> None:
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+class _Search:
+    """A computation that runs until the test releases it: each returns its key and how many
+    computations had begun."""
+
+    def __init__(self) -> None:
+        self.begun: list[str] = []
+        self.release = asyncio.Event()
+        self.fail = False
+
+    def of(self, key: str) -> Callable[[], Awaitable[tuple[str, int]]]:
+        async def compute() -> tuple[str, int]:
+            self.begun.append(key)
+            began = len(self.begun)
+            await self.release.wait()
+            if self.fail:
+                raise LookupError(f"search for {key} failed")
+            return key, began
+
+        return compute
+
+
+def test_callers_of_one_key_share_one_computation_and_other_keys_get_their_own() -> None:
+    async def scenario() -> None:
+        search, flights = _Search(), SingleFlight[tuple[str, int]]()
+        same = [asyncio.ensure_future(flights.run("a", search.of("a"))) for _ in range(50)]
+        other = asyncio.ensure_future(flights.run("b", search.of("b")))
+        await _turns(3)  # the callers run, then the computations they started
+        assert search.begun == ["a", "b"] and flights.in_flight() == 2
+        search.release.set()
+        assert [await caller for caller in same] == [("a", 1)] * 50
+        assert await other == ("b", 2)
+        assert flights.in_flight() == 0
+        assert await flights.run("a", search.of("a")) == ("a", 3)  # shared while running only
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_computation_fails_every_caller_and_the_next_call_computes_again() -> None:
+    async def scenario() -> None:
+        search, flights = _Search(), SingleFlight[tuple[str, int]]()
+        search.fail = True
+        search.release.set()
+        callers = [asyncio.ensure_future(flights.run("a", search.of("a"))) for _ in range(3)]
+        results = await asyncio.gather(*callers, return_exceptions=True)
+        assert all(isinstance(result, LookupError) for result in results)
+        assert search.begun == ["a"]
+        search.fail = False
+        assert await flights.run("a", search.of("a")) == ("a", 2)
+
+    asyncio.run(scenario())
+
+
+def test_a_caller_that_goes_away_leaves_the_computation_to_the_others() -> None:
+    async def scenario() -> None:
+        search, flights = _Search(), SingleFlight[tuple[str, int]]()
+        leaving = asyncio.ensure_future(flights.run("a", search.of("a")))
+        staying = asyncio.ensure_future(flights.run("a", search.of("a")))
+        await _turns(3)
+        leaving.cancel()
+        await _turns(3)
+        search.release.set()
+        assert await staying == ("a", 1)
+        assert leaving.cancelled() and search.begun == ["a"]
+
+    asyncio.run(scenario())
