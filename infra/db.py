@@ -273,13 +273,19 @@ def upgrade_database(settings: Settings | None = None, revision: str = "head") -
 
 
 # What the migrations make that no model describes: the catalog's full-text indexes (SQLite's
-# FTS5 table, with the shadow tables SQLite keeps for it, and PostgreSQL's GIN expression index).
+# FTS5 table, with the shadow tables SQLite keeps for it; PostgreSQL's stored vector column and
+# its GIN index, and before migration 0014 a GIN expression index).
 UNMANAGED_TABLE_PREFIXES = ("listing_search",)
-UNMANAGED_INDEXES = ("ix_listings_search_text_fts",)
+UNMANAGED_INDEXES = ("ix_listings_search_text_fts", "ix_listings_search_vector")
+UNMANAGED_COLUMNS = (("listings", "search_vector"),)
 
 
 def is_unmanaged_table(name: str) -> bool:
     return name.startswith(UNMANAGED_TABLE_PREFIXES)
+
+
+def is_unmanaged_column(table: str | None, name: str) -> bool:
+    return (table, name) in UNMANAGED_COLUMNS
 
 
 def include_object(
@@ -290,6 +296,8 @@ def include_object(
         return True
     if type_ == "table":
         return not is_unmanaged_table(name)
+    if type_ == "column":
+        return not is_unmanaged_column(getattr(getattr(obj, "table", None), "name", None), name)
     return not (type_ == "index" and name in UNMANAGED_INDEXES)
 
 

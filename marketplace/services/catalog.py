@@ -26,6 +26,7 @@ from sqlalchemy import (
     column,
     event,
     func,
+    literal_column,
     or_,
     select,
     table,
@@ -44,6 +45,8 @@ from marketplace.services.organizations import Principal
 Sort = Literal["relevance", "newest", "price_asc", "price_desc", "size_desc"]
 FTS_TABLE = "listing_search"
 FTS = table(FTS_TABLE, column("listing_id"), column("body"), column("rank"))  # SQLite FTS5
+# PostgreSQL's full-text vector of search_text, a stored column no model maps (migration 0014)
+SEARCH_VECTOR = literal_column("listings.search_vector")
 GENERATION = "catalog_generation"  # a Counter row, made by migration 0011
 CACHED_PAGES = 2048
 
@@ -168,7 +171,7 @@ def _matching(
     if not words:
         return statement, None
     if session.get_bind().dialect.name == "postgresql":
-        vector = func.to_tsvector("simple", Listing.search_text)
+        vector = SEARCH_VECTOR  # stored, so neither match nor rank computes it per row
         tsquery = func.plainto_tsquery("simple", query)
         statement = statement.where(
             or_(vector.op("@@")(tsquery), Listing.search_text.ilike(f"%{query}%"))
