@@ -516,6 +516,13 @@ def main() -> None:
                             flush=True,
                         )
                         outcome = drive(spec)
+                        print(
+                            f"  {len(outcome['latencies']) / outcome['seconds']:.0f} "
+                            f"requests/s, p99 "
+                            f"{_percentile(outcome['latencies'], 0.99) * 1000:.1f} ms",
+                            file=sys.stderr,
+                            flush=True,
+                        )
                         bucket = into[target]
                         bucket["latencies"] += outcome["latencies"]
                         bucket["errors"] += outcome["errors"]
