@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -16,12 +16,12 @@ from infra.db import session_scope
 from marketplace import schemas
 from marketplace.api.deps import (
     CATALOG_GENERATION,
-    CountersDep,
     CurrentPrincipal,
     ReadSessionDep,
     SessionDep,
-    SettingsDep,
     StoreDep,
+    app_settings,
+    get_counters,
 )
 from marketplace.api.query import query_model, query_parameters
 from marketplace.models import Listing
@@ -149,8 +149,7 @@ class CatalogQuery(BaseModel):
     openapi_extra=query_parameters(CatalogQuery),
 )
 async def catalog(
-    settings: SettingsDep,
-    counters: CountersDep,
+    request: Request,
     principal: CurrentPrincipal,  # authenticates; the catalog is the same for every caller
     search: Annotated[CatalogQuery, Depends(query_model(CatalogQuery))],
 ) -> Response:
@@ -159,6 +158,8 @@ async def catalog(
     A page rendered since the catalog last changed is answered on the event loop; any other is
     searched and rendered in the threadpool.
     """
+    # The request's own counters, read for the principal; not sub-dependencies (see get_counters)
+    settings, counters = app_settings(request), await get_counters(request)
     filters = catalog_service.Filters(
         license=search.license, allowed_use=search.allowed_use, language=search.language,
         task=search.task, min_rows=search.min_rows, max_rows=search.max_rows,
