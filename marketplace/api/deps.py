@@ -152,9 +152,6 @@ async def _read(settings: Settings) -> Mapping[str, int]:
     return await entry[1].get()
 
 
-CountersDep = Annotated[Mapping[str, int], Depends(get_counters)]
-
-
 async def get_principal(request: Request) -> Principal:
     """The caller, with the route's scope enforced.
 
