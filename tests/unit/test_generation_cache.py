@@ -4,6 +4,7 @@ callers."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,9 @@ from infra.cache import GenerationCache, SharedRead, SingleFlight
 from infra.config import Settings
 from infra.db import (
     AsyncCounterReader,
+    _own_sqlite_connection,
     dispose_engines,
+    get_engine,
     read_counters,
     session_scope,
     upgrade_database,
@@ -69,6 +72,31 @@ def test_counters_read_outside_a_session_see_each_commit(settings: Settings) -> 
         assert read_counters(settings, names)[ACCESS_GENERATION] == 0  # not yet committed
         session.commit()
     assert read_counters(settings, names)[ACCESS_GENERATION] == 7
+
+
+def test_a_thread_reads_counters_over_its_own_connections_to_a_few_databases(
+    tmp_path: Path,
+) -> None:
+    names = (ACCESS_GENERATION,)
+    homes = [Settings(home=tmp_path / f"home-{index}") for index in range(6)]
+    connections = []
+    try:
+        for settings in homes:
+            upgrade_database(settings)
+            assert read_counters(settings, names) == {ACCESS_GENERATION: 0}
+            engine = get_engine(settings, readonly=True)
+            connections.append(_own_sqlite_connection(engine))
+            assert _own_sqlite_connection(engine) is connections[-1]  # kept, not checked out
+        for closed in connections[:2]:  # the thread keeps four; the oldest were closed
+            with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+                closed.execute("SELECT 1")
+        assert all(kept.execute("SELECT 1").fetchone() == (1,) for kept in connections[2:])
+        assert read_counters(homes[0], names) == {ACCESS_GENERATION: 0}  # opened again
+        dispose_engines()  # a new engine for the same database gets a connection of its own
+        assert read_counters(homes[5], names) == {ACCESS_GENERATION: 0}
+        assert _own_sqlite_connection(get_engine(homes[5], readonly=True)) is not connections[5]
+    finally:
+        dispose_engines()
 
 
 @pytest.mark.parametrize("names", [(), ("x'; DROP TABLE counters; --",), ("Catalog",)])
