@@ -162,9 +162,10 @@ _COUNTER_NAME = re.compile(r"^[a-z_]{1,40}$")
 def read_counters(settings: Settings | None, names: tuple[str, ...]) -> dict[str, int]:
     """The current values of the named rows of ``counters``, outside any session.
 
-    One statement on a pooled connection, about 10 microseconds on SQLite (a session and an
-    ORM query cost twenty times that), so a request can afford it before using what it caches.
-    Each value is the last committed one. Names are the code's own constants, never input.
+    One statement, on SQLite over a connection the calling thread keeps (tens of microseconds;
+    a session and an ORM query cost several times that), otherwise on a pooled connection, so a
+    request can afford it before using what it caches. Each value is the last committed one.
+    Names are the code's own constants, never input.
     """
     query = _counters_query(names)
     engine = get_engine(settings, readonly=True)
