@@ -193,22 +193,22 @@ _OWN_PER_THREAD = 4  # databases a thread keeps a connection to (tests use many 
 def _own_sqlite_connection(engine: Engine) -> Any:
     """This thread's own DBAPI connection to ``engine``'s SQLite database, made once by the
     engine (so with its pragmas: WAL, autocommit) and detached from its pool."""
-    held: OrderedDict[str, tuple[Engine, int, Any]] | None = getattr(_OWN, "held", None)
+    held: OrderedDict[int, tuple[Engine, int, Any]] | None = getattr(_OWN, "held", None)
     if held is None:
         held = _OWN.held = OrderedDict()
-    url = str(engine.url)
-    entry = held.get(url)
-    if entry is None or entry[0] is not engine or entry[1] != os.getpid():
-        # A new engine (engines disposed, or a forked process): a connection of the old one
-        # is dropped, never closed here; the pool's rule is that only its maker closes it.
+    # Keyed by the engine itself (held, so its id is not reused), not its URL rendered anew on
+    # every request. A forked process makes its own: a connection of the parent's is dropped,
+    # never closed here, as the pool's rule is that only its maker closes it.
+    entry = held.get(id(engine))
+    if entry is None or entry[1] != os.getpid():
         fairy = engine.raw_connection()
         fairy.detach()
-        entry = held[url] = (engine, os.getpid(), fairy.dbapi_connection)
+        entry = held[id(engine)] = (engine, os.getpid(), fairy.dbapi_connection)
         while len(held) > _OWN_PER_THREAD:
             _, (_, pid, oldest) = held.popitem(last=False)
             if pid == os.getpid():
                 oldest.close()
-    held.move_to_end(url)
+    held.move_to_end(id(engine))
     return entry[2]
 
 

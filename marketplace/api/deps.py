@@ -123,7 +123,7 @@ async def get_counters(request: Request) -> Mapping[str, int]:
     request's scope. The principal and the catalog take it straight from here rather than as
     FastAPI sub-dependencies: each dependency costs FastAPI tens of microseconds a request.
 
-    On SQLite the read is a few microseconds of local I/O and runs on the event loop. A
+    On SQLite the read is tens of microseconds of local I/O and runs on the event loop. A
     networked database is read without blocking the loop (PostgreSQL through psycopg's async
     connection; other drivers in the threadpool), and concurrent requests share reads
     (``SharedRead``): each waits for a read begun after it arrived, so the database sees about

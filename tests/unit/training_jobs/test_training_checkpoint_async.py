@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.unit.training_jobs.test_training_resume_state import pause_after
 from training_jobs import runner
 from training_jobs.errors import JobPaused
 from training_jobs.runner import TrainingParams, train
@@ -110,14 +111,14 @@ def test_a_background_checkpoint_is_the_checkpoint_written_at_once_and_resumes_e
 
     # The same job paused after step 4 saves step 4 again, on the training thread, and stops.
     at_once = Store(tmp_path / "at-once-store")
-    events: list[Event] = []
+    events, should_pause = pause_after(4)
     with pytest.raises(JobPaused) as paused:
         train(
             table=rows,
             params=params,
             output_dir=tmp_path / "at-once",
             on_event=events.append,
-            should_pause=lambda: any(e["type"] == "progress" and e["step"] == 4 for e in events),
+            should_pause=should_pause,
             on_checkpoint=at_once,
         )
     assert paused.value.step == 4
