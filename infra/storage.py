@@ -177,8 +177,11 @@ def _sha256_from_content_key(key: str) -> str | None:
     if not key.startswith(BLOB_PREFIX):
         return None
     head, _, digest = key[len(BLOB_PREFIX) :].partition("/")
-    is_hex = len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
-    return digest if is_hex and head == digest[:2] else None
+    return digest if _is_sha256_hex(digest) and head == digest[:2] else None
+
+
+def _is_sha256_hex(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _check_range(key: str, start: int, end: int | None) -> None:
@@ -201,6 +204,15 @@ def _hash_file(path: Path) -> tuple[int, str]:
     with path.open("rb") as source:
         digest = hashlib.file_digest(source, "sha256")
         return source.tell(), digest.hexdigest()
+
+
+def _size_and_sha256(path: Path, sha256: str | None) -> tuple[int, str]:
+    """The file's size, and its SHA-256: `sha256` where the caller knows it, else read."""
+    if sha256 is None:
+        return _hash_file(path)
+    if not _is_sha256_hex(sha256):
+        raise ValueError(f"sha256 must be 64 lowercase hex digits, not {sha256!r}")
+    return path.stat().st_size, sha256
 
 
 def _fsync_directory(path: Path) -> None:
@@ -236,9 +248,19 @@ class ObjectStore(ABC):
         """Store everything read from ``stream``; content-addressed when ``key`` is None."""
 
     def put_file(
-        self, path: Path, *, key: str | None = None, content_type: str | None = None
+        self,
+        path: Path,
+        *,
+        key: str | None = None,
+        content_type: str | None = None,
+        sha256: str | None = None,
     ) -> StoredObject:
-        """Store the file at ``path``; content-addressed when ``key`` is None."""
+        """Store the file at ``path``; content-addressed when ``key`` is None.
+
+        ``sha256``: the file's SHA-256, where the caller computed it from the bytes it wrote. A
+        backend that would read the file only to hash it records this instead; one that copies
+        the bytes anyway hashes them on the way.
+        """
         with Path(path).open("rb") as stream:
             return self.put_stream(stream, key=key, content_type=content_type)
 
@@ -249,7 +271,12 @@ class ObjectStore(ABC):
         return self.put_stream(io.BytesIO(data), key=key, content_type=content_type)
 
     def move_file_in(
-        self, path: Path, *, key: str | None = None, content_type: str | None = None
+        self,
+        path: Path,
+        *,
+        key: str | None = None,
+        content_type: str | None = None,
+        sha256: str | None = None,
     ) -> StoredObject:
         """Store the file at ``path`` and remove it from there; content-addressed when ``key``
         is None.
@@ -257,10 +284,11 @@ class ObjectStore(ABC):
         For files nobody needs at ``path`` any more (a job's scratch output): a backend that can
         take the file without copying its bytes does so (the local store, when ``path`` is on its
         filesystem); the others store a copy, as `put_file` does, then delete ``path``. Either
-        way the size and SHA-256 are recorded from one read of the file. Nothing may write to
-        ``path`` meanwhile. If storing fails, ``path`` is left where it was.
+        way the size and SHA-256 are recorded from one read of the file, or from none where
+        ``sha256`` is given (see `put_file`). Nothing may write to ``path`` meanwhile. If
+        storing fails, ``path`` is left where it was.
         """
-        stored = self.put_file(path, key=key, content_type=content_type)
+        stored = self.put_file(path, key=key, content_type=content_type, sha256=sha256)
         Path(path).unlink()
         return stored
 
@@ -409,11 +437,16 @@ class LocalObjectStore(ObjectStore):
             temp_path.unlink(missing_ok=True)
 
     def move_file_in(
-        self, path: Path, *, key: str | None = None, content_type: str | None = None
+        self,
+        path: Path,
+        *,
+        key: str | None = None,
+        content_type: str | None = None,
+        sha256: str | None = None,
     ) -> StoredObject:
-        """Hard-link the file into ``.tmp/``, hash and fsync it there, rename it to its key, then
-        unlink ``path``: its bytes are never copied. On another filesystem (or one without hard
-        links) the file is copied instead."""
+        """Hard-link the file into ``.tmp/``, hash (unless ``sha256`` is given) and fsync it
+        there, rename it to its key, then unlink ``path``: its bytes are never copied. On another
+        filesystem (or one without hard links) the file is copied instead."""
         if key is not None:
             validate_key(key)
         path = Path(path)
@@ -421,15 +454,16 @@ class LocalObjectStore(ObjectStore):
         try:
             os.link(path, temp_path)
         except OSError:
-            return super().move_file_in(path, key=key, content_type=content_type)
+            return super().move_file_in(path, key=key, content_type=content_type, sha256=sha256)
         try:
             # The link shares the file's inode: its mode becomes that of any object written here.
             os.chmod(temp_path, self._new_file_mode())
+            size, sha256 = _size_and_sha256(temp_path, sha256)
             fd = os.open(temp_path, os.O_RDONLY)
-            with os.fdopen(fd, "rb") as linked:
-                sha256 = hashlib.file_digest(linked, "sha256").hexdigest()
-                size = linked.tell()
+            try:
                 os.fsync(fd)
+            finally:
+                os.close(fd)
             stored = StoredObject(key=key or content_key(sha256), size=size, sha256=sha256)
             if key is not None or not self._holds(stored):
                 self._commit(temp_path, stored)
@@ -736,12 +770,17 @@ class S3ObjectStore(ObjectStore):
     # Writing -----------------------------------------------------------------------------------
 
     def put_file(
-        self, path: Path, *, key: str | None = None, content_type: str | None = None
+        self,
+        path: Path,
+        *,
+        key: str | None = None,
+        content_type: str | None = None,
+        sha256: str | None = None,
     ) -> StoredObject:
         if key is not None:
             validate_key(key)
         path = Path(path)
-        size, sha256 = _hash_file(path)
+        size, sha256 = _size_and_sha256(path, sha256)
         stored = StoredObject(key=key or content_key(sha256), size=size, sha256=sha256)
         if key is None and self._holds(stored):
             return stored

@@ -8,14 +8,16 @@ job records it; buyers send `TrainingParams`, never code. It reports through `on
 small JSON-able dicts that never hold row text, and stops cooperatively between steps when
 `should_stop` (cancel) or `should_pause` (pause) says so.
 
-A checkpoint is the model as `train` saves it plus the trainer's state: the optimizer's moments
-and the RNG states in ``trainer_state.safetensors``; the step, the scheduler, the Python and
+A checkpoint is the model's weights (a full model's in ``model.safetensors`` with its config and
+tokenizer, a LoRA model's adapter as `train` saves it) plus the trainer's state: the optimizer's
+moments and the RNG states in ``trainer_state.safetensors``; the step, the scheduler, the Python and
 NumPy RNG states, the data position and the counters in ``trainer_state.json``. No pickle: a
 checkpoint read back from the object store cannot run code. `train(resume_from=...)` continues
 from one exactly where it stopped: the same batches, learning rates and random draws follow.
 Periodic checkpoints are written in the background: between two steps the training thread only
-copies the state into host memory, and one writer thread saves and hands over the copy while
-training goes on (`_CheckpointWriter`).
+copies the state into host memory laid out as the checkpoint's files, and one writer thread
+hashes, writes and hands over those files while training goes on (`_CheckpointWriter`,
+`training_jobs.checkpoint_files`).
 Torch and transformers are imported inside the functions that use them, so importing this module
 (for `TrainingParams`, say) stays cheap.
 """
@@ -43,6 +45,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from training_jobs.checkpoint_files import SafetensorsImage
 from training_jobs.errors import (
     InvalidParametersError,
     InvalidTrainingDataError,
@@ -73,6 +76,7 @@ _MAX_PROGRESS_INTERVAL = 50
 _MIN_LR_FRACTION = 0.1
 _MAX_GRAD_NORM = 1.0
 ADAPTER_FILE = "adapter_model.safetensors"
+MODEL_FILE = "model.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
 TRAINER_TENSORS_FILE = "trainer_state.safetensors"
 _RECIPE_MODULES = ("formatting.py", "runner.py", "tokenization.py")
@@ -204,13 +208,14 @@ def train(
     on_event: Callable[[Event], None] = _ignore_event,
     should_stop: Callable[[], bool] = _never_stop,
     should_pause: Callable[[], bool] = _never_stop,
-    on_checkpoint: Callable[[Path, int, dict[str, Any]], None] | None = None,
+    on_checkpoint: Callable[[Path, int, dict[str, Any], dict[str, str]], None] | None = None,
     resume_from: Path | None = None,
 ) -> TrainingResult:
     """Fine-tune `params.base_model` on `table` and save the model and tokenizer in `output_dir`.
 
     Every `params.checkpoint_every` steps a checkpoint is saved under `output_dir` and handed to
-    `on_checkpoint(directory, step, metrics)` before the ``checkpoint`` event. Both happen on a
+    `on_checkpoint(directory, step, metrics, digests)` before the ``checkpoint`` event; `digests`
+    maps the names of the files hashed as they were written to their SHA-256. Both happen on a
     writer thread while training goes on, in step order, one checkpoint at a time; `on_event`
     must therefore accept calls from that thread too. `on_checkpoint` may take the files away
     (move them into a store): `train` does not read them again. `resume_from`, a checkpoint
@@ -272,32 +277,27 @@ def train(
     else:
         on_event({"type": "resumed", "step": progress.step, **started})
 
-    def snapshot(
-        step: int, metrics: dict[str, Any], *, copy_into: _CheckpointWriter | None
-    ) -> _Snapshot:
-        """The state a checkpoint saves: copied into the writer's memory, or (without a writer,
-        for a checkpoint written before training goes on) the live tensors."""
+    def snapshot(step: int, metrics: dict[str, Any], memory: _CheckpointWriter) -> _Snapshot:
+        """The state a checkpoint saves, copied into the writer's memory: training may go on."""
         trainer_tensors, trainer_state = _trainer_state(
             optimizer, scheduler, params, progress, step
         )
-        if copy_into is None:
-            return _Snapshot(step, metrics, None, trainer_tensors, trainer_state)
-        state, changing = _model_state(model)
-        copies = copy_into.model_memory.copy({name: state[name] for name in changing})
-        return _Snapshot(
-            step,
-            metrics,
-            {name: copies.get(name, tensor) for name, tensor in state.items()},
-            copy_into.trainer_memory.copy(trainer_tensors),
-            trainer_state,
-        )
+        memory.trainer_image.fill(trainer_tensors)
+        taken = _Snapshot(step, metrics, trainer_state, memory.trainer_image)
+        if params.method == "lora":  # peft writes the adapter: it gets a state dict
+            state, changing = _model_state(model)
+            copies = memory.adapter_memory.copy({name: state[name] for name in changing})
+            taken.adapter_state = {name: copies.get(name, tensor) for name, tensor in state.items()}
+        else:
+            memory.model_image.fill(_distinct(model.state_dict()), metadata={"format": "pt"})
+            taken.model_image = memory.model_image
+        return taken
 
     def write_checkpoint(snapshot: _Snapshot) -> Path:
         directory = checkpoint_dir(output_dir, snapshot.step)
-        _save(model, tokenizer, directory, state_dict=snapshot.model_state)
-        _write_trainer_state(directory, snapshot.trainer_tensors, snapshot.trainer_state)
+        digests = _write_snapshot(model, tokenizer, directory, snapshot)
         if on_checkpoint is not None:
-            on_checkpoint(directory, snapshot.step, snapshot.metrics)
+            on_checkpoint(directory, snapshot.step, snapshot.metrics, digests)
         return directory
 
     def write_in_background(snapshot: _Snapshot) -> None:
@@ -321,7 +321,8 @@ def train(
     window_losses: list[float] = []
     window_tokens = 0
     window_started = time.perf_counter()
-    with _CheckpointWriter(write_in_background) as writer:
+    writer = _CheckpointWriter(write_in_background)
+    with writer:
         for step in range(progress.step + 1, params.max_steps + 1):
             writer.raise_error()
             stop, pause = should_stop(), should_pause()
@@ -331,7 +332,7 @@ def train(
                 saved = None
                 if done > 0:
                     metrics = _checkpoint_metrics(progress, loss_value)
-                    saved = write_checkpoint(snapshot(done, metrics, copy_into=None))
+                    saved = write_checkpoint(snapshot(done, metrics, writer))
                 if stop:
                     raise JobCancelled(step=done, checkpoint_dir=saved)
                 raise JobPaused(step=done, checkpoint_dir=saved)
@@ -376,7 +377,7 @@ def train(
                 checkpoint_started = time.perf_counter()
                 writer.wait()  # at most one checkpoint in flight
                 metrics = _checkpoint_metrics(progress, loss_value)
-                taken = snapshot(step, metrics, copy_into=writer)
+                taken = snapshot(step, metrics, writer)
                 taken.training_thread_seconds = time.perf_counter() - checkpoint_started
                 writer.submit(taken)
         writer.close()
@@ -624,7 +625,7 @@ def _save(
     if card.exists() and not had_card:
         card.unlink()  # peft's template card; the platform writes the job's own model card
     if (
-        not (directory / "model.safetensors").is_file()
+        not (directory / MODEL_FILE).is_file()
         and not any(directory.glob("model-*.safetensors"))
         and not (directory / ADAPTER_FILE).is_file()
     ):
@@ -704,15 +705,45 @@ def _trainer_state(
     return tensors, json.dumps(document)
 
 
-def _write_trainer_state(directory: Path, tensors: Mapping[str, torch.Tensor], state: str) -> None:
-    """The optimizer's tensors and RNG states as safetensors, the rest as JSON (no pickle)."""
-    from safetensors.torch import save_file
+def _write_snapshot(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    directory: Path,
+    snapshot: _Snapshot,
+) -> dict[str, str]:
+    """Write a checkpoint's files into `directory`; return the SHA-256 of those hashed on the way
+    (by file name), which the store then takes instead of reading the files again.
 
-    save_file(
-        {name: tensor.cpu().contiguous() for name, tensor in tensors.items()},
-        str(directory / TRAINER_TENSORS_FILE),
-    )
-    (directory / TRAINER_STATE_FILE).write_text(state)
+    The trainer's tensors (and a full model's weights) go from the snapshot's images; a LoRA
+    model's adapter is saved by peft, from the snapshot's state dict. No pickle anywhere.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    digests = {}
+    if snapshot.adapter_state is not None:
+        _save(model, tokenizer, directory, state_dict=snapshot.adapter_state)
+    else:
+        assert snapshot.model_image is not None
+        model.config.save_pretrained(directory)
+        if model.can_generate():
+            model.generation_config.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+        digests[MODEL_FILE] = snapshot.model_image.write(directory / MODEL_FILE)
+    digests[TRAINER_TENSORS_FILE] = snapshot.trainer_image.write(directory / TRAINER_TENSORS_FILE)
+    (directory / TRAINER_STATE_FILE).write_text(snapshot.trainer_state)
+    return digests
+
+
+def _distinct(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` less the names of tensors stored under an earlier name too (tied weights), as
+    `save_pretrained` leaves them out; loading the first name fills the others."""
+    distinct: dict[str, torch.Tensor] = {}
+    seen: set[tuple[Any, ...]] = set()
+    for name, tensor in state.items():
+        view = _view_of(tensor)
+        if view not in seen:
+            seen.add(view)
+            distinct[name] = tensor
+    return distinct
 
 
 def _model_state(model: PreTrainedModel) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -735,13 +766,14 @@ def _model_state(model: PreTrainedModel) -> tuple[dict[str, torch.Tensor], list[
 
 @dataclass
 class _Snapshot:
-    """A checkpoint's state, taken between two steps, for `_save` and `_write_trainer_state`."""
+    """A checkpoint's state, taken between two steps, for `_write_snapshot`."""
 
     step: int
     metrics: dict[str, Any]
-    model_state: dict[str, torch.Tensor] | None  # None: the model's own weights, saved now
-    trainer_tensors: dict[str, torch.Tensor]
     trainer_state: str  # JSON
+    trainer_image: SafetensorsImage  # the optimizer's tensors and RNG states
+    model_image: SafetensorsImage | None = None  # a full model's weights
+    adapter_state: dict[str, torch.Tensor] | None = None  # a LoRA model's state dict
     training_thread_seconds: float = 0.0  # what taking it cost the training thread
 
 
@@ -753,7 +785,8 @@ class _TensorSpec:
 
 
 class _SnapshotMemory:
-    """Host memory that snapshots are copied into, kept from one checkpoint to the next.
+    """Host memory that a LoRA model's trained tensors are copied into for peft to save, kept
+    from one checkpoint to the next.
 
     A copy into fresh memory also faults its pages in: 0.35 s for the 1.6 GB of a SmolLM2-135M
     full fine-tune on two cores, against 0.1 s into pages already there. The memory holds one
@@ -826,8 +859,9 @@ class _CheckpointWriter:
             initializer=_lower_thread_priority,
         )
         self._pending: Future[None] | None = None
-        self.model_memory = _SnapshotMemory()
-        self.trainer_memory = _SnapshotMemory()
+        self.model_image = SafetensorsImage()
+        self.trainer_image = SafetensorsImage()
+        self.adapter_memory = _SnapshotMemory()
 
     def __enter__(self) -> Self:
         return self
@@ -896,7 +930,7 @@ def _restore_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     params: TrainingParams,
 ) -> _Progress:
-    """Load weights, optimizer, scheduler and RNG states saved by `_write_trainer_state`."""
+    """Load weights, optimizer, scheduler and RNG states saved by `_write_snapshot`."""
     import numpy
     import torch
     from safetensors.torch import load_file
@@ -960,7 +994,9 @@ def _load_weights(directory: Path, model: PreTrainedModel) -> None:
     for path in files:
         weights.update(load_file(str(path)))
     missing, unexpected = model.load_state_dict(weights, strict=False)
-    tied = {"lm_head.weight"} if model.config.tie_word_embeddings else set()
+    # Tied weights are saved once, under their first name (`_distinct`).
+    state = model.state_dict()
+    tied = set(state) - set(_distinct(state))
     if unexpected or set(missing) - tied:
         raise InvalidParametersError(
             f"the checkpoint's weights do not fit the model "

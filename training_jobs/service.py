@@ -31,7 +31,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -667,8 +667,8 @@ def _execute(run: Run, store: ObjectStore) -> str:
                 on_event=on_event,
                 should_stop=should_stop,
                 should_pause=lambda: run.status == "pausing",
-                on_checkpoint=lambda directory, step, metrics: _store_checkpoint(
-                    run, store, directory, step, metrics
+                on_checkpoint=lambda directory, step, metrics, digests: _store_checkpoint(
+                    run, store, directory, step, metrics, digests
                 ),
                 resume_from=resume_from,
             )
@@ -816,10 +816,16 @@ def _stop_if_cancelling(run: Run) -> str:
 
 
 def _store_checkpoint(
-    run: Run, store: ObjectStore, directory: Path, step: int, metrics: dict[str, Any]
+    run: Run,
+    store: ObjectStore,
+    directory: Path,
+    step: int,
+    metrics: dict[str, Any],
+    digests: Mapping[str, str],
 ) -> None:
     """Move a checkpoint's files into the store and record it; keep the newest
-    `training_checkpoints_kept`.
+    `training_checkpoints_kept`. `digests`: the SHA-256 of the files hashed as they were
+    written, which the store records without reading them again.
 
     Called on the runner's checkpoint writer thread while training goes on (`run.check` and
     `run.locked` only read this run's state and the database, so that is safe). Until the row
@@ -831,7 +837,9 @@ def _store_checkpoint(
         if path.is_file():
             relative = path.relative_to(directory).as_posix()
             stored = store.move_file_in(
-                path, key=f"training-jobs/{run.job_id}/checkpoints/step-{step:06d}/{relative}"
+                path,
+                key=f"training-jobs/{run.job_id}/checkpoints/step-{step:06d}/{relative}",
+                sha256=digests.get(relative),
             )
             files.append(
                 {"path": relative, "key": stored.key, "sha256": stored.sha256, "size": stored.size}

@@ -145,3 +145,51 @@ def test_the_s3_store_uploads_the_file_then_removes_it(
     assert s3_store.stat("jobs/1/weights") == stored
     assert s3_store.get_bytes("jobs/1/weights") == DATA
     assert not source.exists()
+
+
+def reading_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_hashing(*args: object, **kwargs: object) -> object:
+        raise AssertionError("the file was read to hash it")
+
+    monkeypatch.setattr(hashlib, "file_digest", no_hashing)
+
+
+def test_a_digest_the_caller_computed_is_recorded_without_reading_the_file(
+    store: LocalObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = scratch_file(tmp_path)
+    reading_forbidden(monkeypatch)
+
+    stored = store.move_file_in(source, key="jobs/1/known", sha256=DATA_SHA256)
+
+    assert stored == StoredObject("jobs/1/known", len(DATA), DATA_SHA256)
+    assert store.stat("jobs/1/known") == stored
+    assert store.get_bytes("jobs/1/known") == DATA
+    assert not source.exists()
+
+
+def test_a_digest_that_is_not_sha256_hex_is_refused_and_the_file_stays(
+    store: LocalObjectStore, tmp_path: Path
+) -> None:
+    source = scratch_file(tmp_path)
+
+    with pytest.raises(ValueError, match="64 lowercase hex digits"):
+        store.move_file_in(source, key="refused", sha256=DATA_SHA256.upper())
+
+    assert source.read_bytes() == DATA
+    assert not store.exists("refused")
+    assert not any((store.root / ".tmp").iterdir())
+
+
+def test_the_s3_store_uploads_with_the_caller_s_digest_without_hashing_the_file(
+    s3_store: S3ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = scratch_file(tmp_path)
+    reading_forbidden(monkeypatch)
+
+    stored = s3_store.move_file_in(source, key="jobs/1/known", sha256=DATA_SHA256)
+
+    assert stored == StoredObject("jobs/1/known", len(DATA), DATA_SHA256)
+    assert s3_store.stat("jobs/1/known") == stored
+    assert s3_store.get_bytes("jobs/1/known") == DATA
+    assert not source.exists()

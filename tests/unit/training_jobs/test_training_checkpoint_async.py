@@ -3,6 +3,7 @@ flight at a time, handed over before their event, and a failed write never lost.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from pathlib import Path
@@ -49,11 +50,17 @@ class Store:
         self.root = root
         self.taken: list[tuple[int, str, Path]] = []  # step, thread, where the files went
 
-    def __call__(self, directory: Path, step: int, metrics: dict[str, Any]) -> None:
+    def __call__(
+        self, directory: Path, step: int, metrics: dict[str, Any], digests: dict[str, str]
+    ) -> None:
         kept = self.root / f"{len(self.taken)}-step-{step}"
         kept.mkdir(parents=True)
         for path in directory.iterdir():
             path.rename(kept / path.name)
+        # The digests the writer computed are those of the files it left.
+        assert "trainer_state.safetensors" in digests
+        for name, digest in digests.items():
+            assert hashlib.sha256((kept / name).read_bytes()).hexdigest() == digest, name
         self.taken.append((step, threading.current_thread().name, kept))
 
     def handed_over(self) -> list[tuple[int, bool]]:
@@ -81,7 +88,7 @@ def test_a_background_checkpoint_is_the_checkpoint_written_at_once_and_resumes_e
     # not follow the weights and moments that training changes in place meanwhile.
     progress = threading.Condition()
     trained_to = 0
-    save = runner._save
+    write = runner._write_snapshot
 
     def on_event(event: Event) -> None:
         nonlocal trained_to
@@ -90,14 +97,14 @@ def test_a_background_checkpoint_is_the_checkpoint_written_at_once_and_resumes_e
                 trained_to = event["step"]
                 progress.notify_all()
 
-    def save_late(*args: Any, state_dict: Any = None) -> list[Path]:
-        if state_dict is not None:  # a snapshot, on the writer thread
+    def write_late(*args: Any) -> dict[str, str]:
+        if threading.current_thread().name != "MainThread":
             step = int(args[2].name.removeprefix("step-"))
             with progress:
                 assert progress.wait_for(lambda: trained_to >= step + 2, timeout=60)
-        return save(*args, state_dict=state_dict)
+        return write(*args)
 
-    monkeypatch.setattr(runner, "_save", save_late)
+    monkeypatch.setattr(runner, "_write_snapshot", write_late)
     background = Store(tmp_path / "background-store")
     trained = train(
         table=rows,
@@ -152,7 +159,9 @@ def test_a_failed_checkpoint_write_fails_training_at_the_next_step(
     events: list[Event] = []
     failed = threading.Event()
 
-    def on_checkpoint(directory: Path, step: int, metrics: dict[str, Any]) -> None:
+    def on_checkpoint(
+        directory: Path, step: int, metrics: dict[str, Any], digests: dict[str, str]
+    ) -> None:
         failed.set()
         raise RuntimeError(f"the store refused step {step}")
 
@@ -190,7 +199,9 @@ def test_one_checkpoint_is_in_flight_at_a_time_and_all_are_handed_over_in_order(
         if event["type"] == "checkpoint":
             log.append(("event", event["step"]))
 
-    def slow_on_checkpoint(directory: Path, step: int, metrics: dict[str, Any]) -> None:
+    def slow_on_checkpoint(
+        directory: Path, step: int, metrics: dict[str, Any], digests: dict[str, str]
+    ) -> None:
         nonlocal most_steps_ahead
         time.sleep(0.3)
         # Training went on while this checkpoint was handed over, up to the next checkpoint.
@@ -218,7 +229,9 @@ def test_the_checkpoint_event_comes_from_the_writer_after_the_checkpoint_is_reco
     recorded: list[int] = []
     events: list[tuple[Event, list[int], str]] = []
 
-    def record(directory: Path, step: int, metrics: dict[str, Any]) -> None:
+    def record(
+        directory: Path, step: int, metrics: dict[str, Any], digests: dict[str, str]
+    ) -> None:
         time.sleep(0.05)
         recorded.append(step)
 
@@ -250,7 +263,9 @@ def test_an_error_of_the_training_thread_lets_the_checkpoint_in_flight_finish(
     recorded: list[int] = []
     steps_done: list[int] = []
 
-    def slow_record(directory: Path, step: int, metrics: dict[str, Any]) -> None:
+    def slow_record(
+        directory: Path, step: int, metrics: dict[str, Any], digests: dict[str, str]
+    ) -> None:
         time.sleep(0.5)
         recorded.append(step)
 

@@ -92,7 +92,9 @@ def test_pause_then_resume_matches_an_uninterrupted_run(
 def test_checkpoints_are_handed_over_before_their_event(rows: pa.Table, tmp_path: Path) -> None:
     order: list[str] = []
 
-    def on_checkpoint(directory: Path, step: int, metrics: dict[str, Any]) -> None:
+    def on_checkpoint(
+        directory: Path, step: int, metrics: dict[str, Any], digests: dict[str, str]
+    ) -> None:
         assert (directory / "trainer_state.safetensors").is_file()
         assert metrics["step"] == step and metrics["trained_tokens"] > 0
         order.append(f"saved {step}")
