@@ -55,6 +55,16 @@ PROBE_TASKS = textwrap.dedent(
     @app.task(name="curation.probe")
     def curation_probe(x):
         return {"pid": os.getpid(), "x": x, "started": time.time(), "task": "curation.probe"}
+
+
+    @app.task(name="training.hold")
+    def training_hold(folder):
+        """Say it started, then hold its process until told to go (at most 60 s)."""
+        open(os.path.join(folder, "started"), "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(os.path.join(folder, "go")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"pid": os.getpid(), "task": "training.hold"}
     '''
 )
 
@@ -284,6 +294,39 @@ def test_a_training_task_waits_for_a_training_worker(embedded: Deployment) -> No
 
         assert trained["x"] == 7
         assert_ran_in_worker(trained, training_worker)
+
+
+@pytest.fixture(
+    params=[
+        "embedded",
+        pytest.param("redis_deployment", marks=pytest.mark.redis, id="redis"),
+    ]
+)
+def client_side_window(request: pytest.FixtureRequest) -> Deployment:
+    """The brokers whose prefetch window the worker keeps (kombu's virtual transports)."""
+    chosen: Deployment = request.getfixturevalue(request.param)
+    return chosen
+
+
+def test_a_busy_worker_leaves_the_next_task_to_a_free_one(client_side_window: Deployment) -> None:
+    deployment = client_side_window
+    folder = deployment.workdir / "hold"
+    folder.mkdir()
+    with deployment.worker("training") as busy:
+        held, _ = deployment.send("training.hold", str(folder))
+        deadline = time.monotonic() + RESULT_TIMEOUT
+        while not (folder / "started").exists():
+            assert time.monotonic() < deadline and busy.poll() is None, "the hold never started"
+            time.sleep(0.05)
+        waiting, _ = deployment.send("training.probe", 9)
+        time.sleep(1.0)  # several polling intervals: time enough to fetch it, were it to
+
+        with deployment.worker("training") as free:
+            value = deployment.wait(waiting, free)
+            assert_ran_in_worker(value, free)  # not held back by the busy worker
+
+        (folder / "go").touch()
+        assert_ran_in_worker(deployment.wait(held, busy), busy)
 
 
 def test_a_worker_started_first_on_a_fresh_home_runs_tasks(
