@@ -25,7 +25,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import mmap
 import os
 import struct
 from collections.abc import Mapping
@@ -69,54 +68,19 @@ class _Entry:
         return count * self.dtype.itemsize
 
 
-@dataclass(frozen=True)
-class Layout:
-    """What a file holds: each tensor's name, shape and type, the metadata, and whether the
-    tensors come from a CUDA device (their memory is then page-locked)."""
-
-    entries: tuple[_Entry, ...]
-    metadata: tuple[tuple[str, str], ...]
-    from_device: bool
-
-    @classmethod
-    def of(
-        cls, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
-    ) -> Layout:
-        entries = []
-        for name, tensor in tensors.items():
-            if str(tensor.dtype).removeprefix("torch.") not in _DTYPES:
-                raise ValueError(f"tensor {name!r} is of a type safetensors lacks: {tensor.dtype}")
-            entries.append(_Entry(name, tuple(tensor.shape), tensor.dtype))
-        return cls(
-            tuple(entries),
-            tuple(sorted((metadata or {}).items())),
-            any(tensor.device.type == "cuda" for tensor in tensors.values()),
-        )
-
-
 class SafetensorsImage:
     """A safetensors file in host memory, refilled for each checkpoint and written out whole.
 
-    `fill` copies tensors into their places; the memory is laid out (allocated, with its pages
-    made present) only when the names, shapes or types change, or ahead of time by `reserve`.
-    `write` hashes the file and writes it. Training must not `fill` while a `reserve` or a
-    `write` runs: the checkpoint writer's one-at-a-time protocol sees to that.
+    `fill` copies tensors into their places (the memory is laid out again only when their
+    names, shapes or types change); `write` hashes the file and writes it. Training must not
+    `fill` while a `write` runs: the checkpoint writer's one-at-a-time protocol sees to that.
     """
 
     def __init__(self) -> None:
-        self._layout: Layout | None = None
+        self._layout: tuple[tuple[_Entry, ...], str, bool] | None = None
         self._block: torch.Tensor | None = None  # the file's bytes, then zeros to the alignment
         self._views: dict[str, torch.Tensor] = {}
         self._size = 0
-
-    def reserve(self, layout: Layout) -> None:
-        """Lay the memory out for `layout` now, so that a `fill` of it only copies.
-
-        For the writer thread, ahead of the first checkpoint: a first copy into new memory
-        also faults its pages in, which took 0.3-1.6 s for SmolLM2-135M's 1.7 GB on two cores.
-        """
-        if layout != self._layout:
-            self._lay_out(layout)
 
     def fill(
         self, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
@@ -127,11 +91,20 @@ class SafetensorsImage:
         """
         import torch
 
-        layout = Layout.of(tensors, metadata)
-        self.reserve(layout)
+        entries = []
         for name, tensor in tensors.items():
-            self._views[name].copy_(tensor, non_blocking=layout.from_device)
-        if layout.from_device:
+            if str(tensor.dtype).removeprefix("torch.") not in _DTYPES:
+                raise ValueError(f"tensor {name!r} is of a type safetensors lacks: {tensor.dtype}")
+            entries.append(_Entry(name, tuple(tensor.shape), tensor.dtype))
+        from_device = any(tensor.device.type == "cuda" for tensor in tensors.values())
+        header = json.dumps(dict(metadata or {}), sort_keys=True)
+        layout = (tuple(entries), header, from_device)
+        if layout != self._layout:
+            self._lay_out(entries, dict(metadata or {}), pinned=from_device)
+            self._layout = layout
+        for name, tensor in tensors.items():
+            self._views[name].copy_(tensor, non_blocking=from_device)
+        if from_device:
             torch.cuda.synchronize()
 
     def write(self, path: Path) -> str:
@@ -148,12 +121,11 @@ class SafetensorsImage:
         """The file's size in bytes."""
         return self._size
 
-    def _lay_out(self, layout: Layout) -> None:
+    def _lay_out(self, entries: list[_Entry], metadata: dict[str, str], *, pinned: bool) -> None:
         import torch
 
         # By decreasing item size: every tensor then starts at a multiple of its own.
-        ordered = sorted(layout.entries, key=lambda entry: -entry.dtype.itemsize)
-        metadata = dict(layout.metadata)
+        ordered = sorted(entries, key=lambda entry: -entry.dtype.itemsize)
         index: dict[str, Any] = {"__metadata__": metadata} if metadata else {}
         offset = 0
         for entry in ordered:
@@ -166,38 +138,23 @@ class SafetensorsImage:
         header = json.dumps(index, separators=(",", ":")).encode()
         header += b" " * (-(8 + len(header)) % _DATA_ALIGNMENT)  # the format allows the padding
         start = 8 + len(header)
-        size = start + offset
-        padded = _round_up(size, DIRECT_IO_ALIGNMENT)
+        self._size = start + offset
+        padded = _round_up(self._size, DIRECT_IO_ALIGNMENT)
 
-        self._layout, self._block, self._views = None, None, {}  # free the old memory first
-        block = _host_memory(padded, pinned=layout.from_device)
+        self._block = self._views = None  # type: ignore[assignment]  # free the old memory first
+        raw = torch.empty(padded + DIRECT_IO_ALIGNMENT, dtype=torch.uint8, pin_memory=pinned)
+        skip = -raw.data_ptr() % DIRECT_IO_ALIGNMENT
+        block = raw[skip : skip + padded]
         block[:start].copy_(
             torch.frombuffer(bytearray(struct.pack("<Q", len(header)) + header), dtype=torch.uint8)
         )
-        block[size:].zero_()
+        block[self._size :].zero_()
         views = {}
         for entry in ordered:
             begin, end = index[entry.name]["data_offsets"]
             data = block[start + begin : start + end]
             views[entry.name] = data.view(entry.dtype).view(entry.shape)
-        self._layout, self._block, self._views, self._size = layout, block, views, size
-
-
-def _host_memory(size: int, *, pinned: bool) -> torch.Tensor:
-    """`size` bytes of host memory aligned to DIRECT_IO_ALIGNMENT with its pages present
-    (page-locked for a copy from a CUDA device)."""
-    import numpy
-    import torch
-
-    if pinned:  # cudaHostAlloc's pages are present; the alignment is made here
-        raw = torch.empty(size + DIRECT_IO_ALIGNMENT, dtype=torch.uint8, pin_memory=True)
-        skip = -raw.data_ptr() % DIRECT_IO_ALIGNMENT
-        return raw[skip : skip + size]
-    mapping = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # page-aligned
-    # One write per page faults them all in, with the GIL released (MAP_POPULATE would hold it
-    # through the mmap call, stalling the training thread's Python meanwhile).
-    numpy.frombuffer(mapping, dtype=numpy.uint8)[:: mmap.PAGESIZE] = 0
-    return torch.frombuffer(mapping, dtype=torch.uint8)  # the tensor keeps the mapping alive
+        self._block, self._views = block, views
 
 
 def _round_up(size: int, alignment: int) -> int:

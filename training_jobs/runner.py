@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from training_jobs.checkpoint_files import Layout, SafetensorsImage
+from training_jobs.checkpoint_files import SafetensorsImage
 from training_jobs.errors import (
     InvalidParametersError,
     InvalidTrainingDataError,
@@ -77,7 +77,6 @@ _MIN_LR_FRACTION = 0.1
 _MAX_GRAD_NORM = 1.0
 ADAPTER_FILE = "adapter_model.safetensors"
 MODEL_FILE = "model.safetensors"
-_MODEL_METADATA = {"format": "pt"}  # what save_pretrained writes in a model's weights file
 TRAINER_STATE_FILE = "trainer_state.json"
 TRAINER_TENSORS_FILE = "trainer_state.safetensors"
 _RECIPE_MODULES = ("formatting.py", "runner.py", "tokenization.py")
@@ -290,7 +289,7 @@ def train(
             copies = memory.adapter_memory.copy({name: state[name] for name in changing})
             taken.adapter_state = {name: copies.get(name, tensor) for name, tensor in state.items()}
         else:
-            memory.model_image.fill(_distinct(model.state_dict()), metadata=_MODEL_METADATA)
+            memory.model_image.fill(_distinct(model.state_dict()), metadata={"format": "pt"})
             taken.model_image = memory.model_image
         return taken
 
@@ -323,9 +322,8 @@ def train(
     window_tokens = 0
     window_started = time.perf_counter()
     writer = _CheckpointWriter(write_in_background)
-    first_step, last_step = progress.step + 1, params.max_steps
     with writer:
-        for step in range(first_step, last_step + 1):
+        for step in range(progress.step + 1, params.max_steps + 1):
             writer.raise_error()
             stop, pause = should_stop(), should_pause()
             if stop or pause:
@@ -375,13 +373,6 @@ def train(
                     }
                 )
                 window_losses, window_tokens, window_started = [], 0, time.perf_counter()
-            if step == first_step and any(map(is_checkpoint_step, range(step + 1, last_step))):
-                # The optimizer's state exists now: the writer can lay its memory out.
-                trainer_tensors, _ = _trainer_state(optimizer, scheduler, params, progress, step)
-                writer.reserve(
-                    trainer_tensors,
-                    None if params.method == "lora" else _distinct(model.state_dict()),
-                )
             if is_checkpoint_step(step):
                 checkpoint_started = time.perf_counter()
                 writer.wait()  # at most one checkpoint in flight
@@ -893,25 +884,6 @@ class _CheckpointWriter:
     def submit(self, snapshot: _Snapshot) -> None:
         self.wait()
         self._pending = self._executor.submit(self._write, snapshot)
-
-    def reserve(
-        self,
-        trainer_tensors: Mapping[str, torch.Tensor],
-        model_tensors: Mapping[str, torch.Tensor] | None,
-    ) -> None:
-        """Lay out the images for snapshots of these tensors on the writer thread, while training
-        goes on, so that the first checkpoint's snapshot only copies. Like a write, it is waited
-        for before the next snapshot."""
-        layouts = [(self.trainer_image, Layout.of(trainer_tensors))]
-        if model_tensors is not None:
-            layouts.append((self.model_image, Layout.of(model_tensors, _MODEL_METADATA)))
-
-        def reserve_all() -> None:
-            for image, layout in layouts:
-                image.reserve(layout)
-
-        self.wait()
-        self._pending = self._executor.submit(reserve_all)
 
     def wait(self) -> None:
         pending, self._pending = self._pending, None

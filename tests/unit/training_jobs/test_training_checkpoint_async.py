@@ -17,7 +17,6 @@ from safetensors.torch import load_file
 
 from tests.unit.training_jobs.test_training_resume_state import pause_after
 from training_jobs import runner
-from training_jobs.checkpoint_files import SafetensorsImage
 from training_jobs.errors import JobPaused
 from training_jobs.runner import TrainingParams, train
 
@@ -286,25 +285,3 @@ def test_an_error_of_the_training_thread_lets_the_checkpoint_in_flight_finish(
         )
 
     assert recorded == [2]  # written and handed over before train raised
-
-
-@pytest.mark.parametrize(("method", "images"), [("full", 2), ("lora", 1)])
-def test_the_writer_lays_the_snapshot_memory_out_before_the_first_checkpoint(
-    rows: pa.Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, images: int
-) -> None:
-    laid_out: list[str] = []  # the thread of each layout
-    lay_out = SafetensorsImage._lay_out
-
-    def recording(self: SafetensorsImage, layout: Any) -> None:
-        laid_out.append(threading.current_thread().name)
-        lay_out(self, layout)
-
-    monkeypatch.setattr(SafetensorsImage, "_lay_out", recording)
-    events: list[Event] = []
-    train(table=rows, params=params_for(method, max_steps=7, checkpoint_every=3),
-          output_dir=tmp_path, on_event=events.append)  # fmt: skip
-
-    assert [e["step"] for e in events if e["type"] == "checkpoint"] == [3, 6]
-    # Once per image, after the first step, on the writer thread: the snapshots only copy.
-    assert len(laid_out) == images
-    assert all(thread.startswith("checkpoint-writer") for thread in laid_out)
