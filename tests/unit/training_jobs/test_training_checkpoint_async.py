@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from tests.unit.training_jobs.test_training_resume_state import pause_after
 from training_jobs import runner
+from training_jobs.checkpoint_files import SafetensorsImage
 from training_jobs.errors import JobPaused
 from training_jobs.runner import TrainingParams, train
 
@@ -285,3 +286,29 @@ def test_an_error_of_the_training_thread_lets_the_checkpoint_in_flight_finish(
         )
 
     assert recorded == [2]  # written and handed over before train raised
+
+
+def test_a_worker_process_keeps_the_snapshot_memory_for_its_next_job(
+    rows: pa.Table, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    laid_out: list[int] = []
+    lay_out = SafetensorsImage._lay_out
+
+    def counting(self: SafetensorsImage, *args: Any, **kwargs: Any) -> None:
+        laid_out.append(1)
+        lay_out(self, *args, **kwargs)
+
+    monkeypatch.setattr(SafetensorsImage, "_lay_out", counting)
+    monkeypatch.setattr(runner, "_spare_images", {})
+
+    def job(name: str) -> int:
+        before = len(laid_out)
+        train(table=rows, params=params_for("full", max_steps=5), output_dir=tmp_path / name)
+        return len(laid_out) - before
+
+    assert job("first") == 2  # the model's weights and the trainer's tensors
+    assert job("second") == 0  # the same layouts: copied into the first job's memory
+    monkeypatch.setattr(runner, "_SPARE_SNAPSHOT_BYTES", 0)
+    assert job("third") == 0  # took the memory kept, and frees it at its end
+    assert runner._spare_images == {}
+    assert job("fourth") == 2
