@@ -154,17 +154,19 @@ def reading_forbidden(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(hashlib, "file_digest", no_hashing)
 
 
+@pytest.mark.parametrize("backend", ["store", "s3_store"])
 def test_a_digest_the_caller_computed_is_recorded_without_reading_the_file(
-    store: LocalObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    chosen: LocalObjectStore | S3ObjectStore = request.getfixturevalue(backend)
     source = scratch_file(tmp_path)
     reading_forbidden(monkeypatch)
 
-    stored = store.move_file_in(source, key="jobs/1/known", sha256=DATA_SHA256)
+    stored = chosen.move_file_in(source, key="jobs/1/known", sha256=DATA_SHA256)
 
     assert stored == StoredObject("jobs/1/known", len(DATA), DATA_SHA256)
-    assert store.stat("jobs/1/known") == stored
-    assert store.get_bytes("jobs/1/known") == DATA
+    assert chosen.stat("jobs/1/known") == stored
+    assert chosen.get_bytes("jobs/1/known") == DATA
     assert not source.exists()
 
 
@@ -179,17 +181,3 @@ def test_a_digest_that_is_not_sha256_hex_is_refused_and_the_file_stays(
     assert source.read_bytes() == DATA
     assert not store.exists("refused")
     assert not any((store.root / ".tmp").iterdir())
-
-
-def test_the_s3_store_uploads_with_the_caller_s_digest_without_hashing_the_file(
-    s3_store: S3ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    source = scratch_file(tmp_path)
-    reading_forbidden(monkeypatch)
-
-    stored = s3_store.move_file_in(source, key="jobs/1/known", sha256=DATA_SHA256)
-
-    assert stored == StoredObject("jobs/1/known", len(DATA), DATA_SHA256)
-    assert s3_store.stat("jobs/1/known") == stored
-    assert s3_store.get_bytes("jobs/1/known") == DATA
-    assert not source.exists()
