@@ -124,7 +124,7 @@ class ConsumeOnlyWithAFreeProcess(bootsteps.StartStopStep):  # type: ignore[misc
         qos = getattr(consumer.task_consumer.channel, "qos", None)
         if not isinstance(qos, QoS):
             return
-        window_open = qos.can_consume
+        window_open: Callable[[], bool] = qos.can_consume
 
         def can_consume() -> bool:
             processes = (
@@ -133,7 +133,7 @@ class ConsumeOnlyWithAFreeProcess(bootsteps.StartStopStep):  # type: ignore[misc
             # Requests stay reserved until they end, so this counts the running ones too.
             return len(state.reserved_requests) < processes and bool(window_open())
 
-        qos.can_consume = can_consume
+        qos.can_consume = can_consume  # type: ignore[method-assign]  # this channel's QoS only
 
 
 app = Celery("aidx", include=list(TASK_MODULES), set_as_current=True)

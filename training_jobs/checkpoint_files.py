@@ -100,6 +100,7 @@ class SafetensorsImage:
         header = json.dumps(dict(metadata or {}), sort_keys=True)
         layout = (tuple(entries), header, from_device)
         if layout != self._layout:
+            self._layout = None  # until the new memory is laid out
             self._lay_out(entries, dict(metadata or {}), pinned=from_device)
             self._layout = layout
         for name, tensor in tensors.items():
@@ -138,23 +139,23 @@ class SafetensorsImage:
         header = json.dumps(index, separators=(",", ":")).encode()
         header += b" " * (-(8 + len(header)) % _DATA_ALIGNMENT)  # the format allows the padding
         start = 8 + len(header)
-        self._size = start + offset
-        padded = _round_up(self._size, DIRECT_IO_ALIGNMENT)
+        size = start + offset
+        padded = _round_up(size, DIRECT_IO_ALIGNMENT)
 
-        self._block = self._views = None  # type: ignore[assignment]  # free the old memory first
+        self._block, self._views, self._size = None, {}, 0  # free the old memory first
         raw = torch.empty(padded + DIRECT_IO_ALIGNMENT, dtype=torch.uint8, pin_memory=pinned)
         skip = -raw.data_ptr() % DIRECT_IO_ALIGNMENT
         block = raw[skip : skip + padded]
         block[:start].copy_(
             torch.frombuffer(bytearray(struct.pack("<Q", len(header)) + header), dtype=torch.uint8)
         )
-        block[self._size :].zero_()
+        block[size:].zero_()
         views = {}
         for entry in ordered:
             begin, end = index[entry.name]["data_offsets"]
             data = block[start + begin : start + end]
             views[entry.name] = data.view(entry.dtype).view(entry.shape)
-        self._block, self._views = block, views
+        self._block, self._views, self._size = block, views, size
 
 
 def _round_up(size: int, alignment: int) -> int:

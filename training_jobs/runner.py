@@ -866,8 +866,8 @@ class _CheckpointWriter:
         )
         self._pending: Future[None] | None = None
         # The last job's images, if this process kept them (see _SPARE_SNAPSHOT_BYTES).
-        self.model_image = _spare_images.pop("model", None) or SafetensorsImage()
-        self.trainer_image = _spare_images.pop("trainer", None) or SafetensorsImage()
+        self.model_image = _spare_images.pop("model", SafetensorsImage())
+        self.trainer_image = _spare_images.pop("trainer", SafetensorsImage())
         self.adapter_memory = _SnapshotMemory()
 
     def __enter__(self) -> Self:

@@ -15,7 +15,6 @@ from infra.config import Settings
 from infra.db import session_scope
 from marketplace import schemas
 from marketplace.api.deps import (
-    CATALOG_GENERATION,
     CurrentPrincipal,
     ReadSessionDep,
     SessionDep,
@@ -165,7 +164,7 @@ async def catalog(
         task=search.task, min_rows=search.min_rows, max_rows=search.max_rows,
         min_price=search.min_price, max_price=search.max_price, currency=search.currency,
     )  # fmt: skip
-    page = {
+    page: dict[str, Any] = {
         "database": settings.resolved_database_url,
         "query": search.q,
         "filters": filters,
@@ -173,7 +172,7 @@ async def catalog(
         "limit": search.limit,
         "offset": search.offset,
     }
-    generation, key = counters[CATALOG_GENERATION], catalog_service.catalog_key(**page)
+    generation, key = counters[catalog_service.GENERATION], catalog_service.catalog_key(**page)
     body = catalog_service.cached_body(generation, key)
     if body is None:
         # Requests for a page missing from the cache share one search. Keyed by the generation

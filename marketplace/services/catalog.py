@@ -46,7 +46,7 @@ Sort = Literal["relevance", "newest", "price_asc", "price_desc", "size_desc"]
 FTS_TABLE = "listing_search"
 FTS = table(FTS_TABLE, column("listing_id"), column("body"), column("rank"))  # SQLite FTS5
 # PostgreSQL's full-text vector of search_text, a stored column no model maps (migration 0014)
-SEARCH_VECTOR = literal_column("listings.search_vector")
+SEARCH_VECTOR: ColumnElement[Any] = literal_column("listings.search_vector")
 GENERATION = "catalog_generation"  # a Counter row, made by migration 0011
 CACHED_PAGES = 2048
 
@@ -264,7 +264,7 @@ def search(
 ) -> tuple[list[Listing], int]:
     """The catalog: listed listings matching ``query`` and ``filters``, one page of them."""
     key = catalog_key(
-        database=str(session.get_bind().url),
+        database=str(session.get_bind().engine.url),
         query=query, filters=filters, sort=sort, limit=limit, offset=offset,
     )  # fmt: skip
     return _search(session, _generation(session), key, query, filters, sort, limit, offset)

@@ -29,7 +29,7 @@ from marketplace.models import (
     Offer,
     Order,
 )
-from marketplace.services import audit, ledger, offers, orders
+from marketplace.services import audit, ledger, listings, offers, orders
 from marketplace.services.organizations import Principal
 
 
@@ -56,7 +56,7 @@ def license_listing(
     if listing is None or listing.status != "listed":
         raise NotFoundError("listed listing", listing_id)
     if offer_id is None:
-        offer = offers.default_offer(session, listing)
+        offer = listings.default_offer(session, listing)
     else:
         offer = offers.get_offer(session, actor=actor, offer_id=offer_id, listing_id=listing.id)
     chosen = offers.choose_uses(offer, uses)

@@ -8,6 +8,7 @@ Create Date: 2026-11-30 04:55:00.000000
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -21,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 # Existing jobs: nothing reserved, leased or run yet, the tiny model (server defaults, dropped
 # once the rows are filled).
-_DEFAULTED = {
+_DEFAULTED: dict[str, tuple[sa.types.TypeEngine[Any], str]] = {
     "max_tokens": (sa.BigInteger(), "0"),
     "model": (sa.String(length=100), "aidx-tiny"),
     "attempts": (sa.Integer(), "0"),
